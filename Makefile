@@ -1,0 +1,45 @@
+# Two commands for learners: `make lab` and `make test`. Both create .venv and
+# install everything the first time (llama-cpp-python compiles for ~5 minutes once).
+# Conda users: `conda env create -f environment.yml && conda activate conversation-memory`,
+# then `make lab PY=python` / `make test PY=python` to use the active environment.
+
+VENV := .venv
+PY ?= $(VENV)/bin/python
+KERNEL := conversation-memory
+
+.PHONY: setup lab test test-fast bench clean-outputs help
+
+help:
+	@echo "make lab    - open JupyterLab on notebooks/ (sets everything up the first time)"
+	@echo "make test   - run the whole test suite offline: unit tests + every notebook under nbval"
+	@echo "make bench  - print the benchmark figures quoted in the README"
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -e ".[dev]"
+	$(VENV)/bin/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (conversation memory)"
+	touch $@
+
+ifeq ($(PY),$(VENV)/bin/python)
+setup: $(VENV)/.installed
+else
+setup:
+	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (conversation memory)"
+endif
+
+lab: setup
+	$(PY) -m jupyter lab notebooks/
+
+# LLM_PROVIDER=embedded: the suite always checks the offline default, whatever .env says.
+test: setup
+	LLM_PROVIDER=embedded $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+test-fast: setup
+	LLM_PROVIDER=embedded $(PY) -m pytest tests
+
+bench: setup
+	LLM_PROVIDER=embedded $(PY) -m helpers.bench

@@ -1,0 +1,49 @@
+"""Helpers for the Conversation State & Memory notebooks.
+
+Every notebook starts with::
+
+    from helpers import get_client, MODEL, describe_backend
+
+`get_client()` returns a real `openai.OpenAI` client: for the embedded offline
+SmolLM2 model by default, or for the provider set in the environment / `.env`.
+`MODEL` is the model name to pass to `client.chat.completions.create`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .client import TokenCount, count_tokens, current_settings, describe_backend, get_client
+from .config import EMBEDDED_MODEL, Settings, resolve_settings
+from .errors import (
+    ConfigurationError,
+    EmbeddedModelError,
+    HelpersError,
+    MissingAPIKeyError,
+    ProviderUnreachableError,
+)
+
+__all__ = [
+    "MODEL",
+    "EMBEDDED_MODEL",
+    "ConfigurationError",
+    "EmbeddedModelError",
+    "HelpersError",
+    "MissingAPIKeyError",
+    "ProviderUnreachableError",
+    "Settings",
+    "TokenCount",
+    "count_tokens",
+    "current_settings",
+    "describe_backend",
+    "get_client",
+    "resolve_settings",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # MODEL is read from the environment when first asked for, so a misconfigured
+    # provider raises its named error in the notebook's setup cell, not at install.
+    if name == "MODEL":
+        return current_settings().model
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
