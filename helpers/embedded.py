@@ -13,6 +13,7 @@ exceptions a provider would cause (`openai.BadRequestError` with code
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
@@ -277,6 +278,9 @@ def load_embedded_model() -> EmbeddedModel:
         seed=DEFAULT_SEED,
         verbose=False,
     )
+    # Free the model while the interpreter is still whole; llama-cpp's own __del__
+    # at shutdown otherwise prints a TypeError as modules are torn down.
+    atexit.register(llm.close)
     return EmbeddedModel(llm)
 
 

@@ -1,0 +1,137 @@
+"""get_client / MODEL / count_tokens for providers: a local HTTP server stands in for one."""
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import openai
+import pytest
+
+import helpers
+from helpers import (
+    MissingAPIKeyError,
+    ProviderUnreachableError,
+    count_tokens,
+    describe_backend,
+    get_client,
+    resolve_settings,
+)
+
+PROVIDER_VARIABLES = ["LLM_PROVIDER", "LLM_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY"]
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No provider variables, and a working directory without a .env above it."""
+    for name in PROVIDER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+class _RecordingProvider(BaseHTTPRequestHandler):
+    """Answers /v1/chat/completions like a provider and records what it was sent."""
+
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        reply = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Konnichiwa"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
+        }
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def local_provider():
+    server = HTTPServer(("127.0.0.1", 0), _RecordingProvider)
+    _RecordingProvider.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1", _RecordingProvider.seen
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_model_and_description_default_to_embedded(clean_env):
+    assert helpers.MODEL == helpers.EMBEDDED_MODEL
+    assert describe_backend().startswith("Backend: embedded SmolLM2-135M-Instruct")
+
+
+def test_provider_client_sends_model_key_and_history(clean_env, local_provider):
+    base_url, seen = local_provider
+    clean_env.setenv("OPENAI_BASE_URL", base_url)
+    clean_env.setenv("LLM_MODEL", "llama3.2")
+    clean_env.setenv("OPENAI_API_KEY", "sk-local-test")
+    assert helpers.MODEL == "llama3.2"
+    assert describe_backend() == f"Backend: custom at {base_url}, model llama3.2"
+    client = get_client()
+    history = [{"role": "user", "content": "Hello"}]
+    response = client.chat.completions.create(model=helpers.MODEL, messages=history)
+    assert response.choices[0].message.content == "Konnichiwa"
+    assert seen[0]["path"] == "/v1/chat/completions"
+    assert seen[0]["auth"] == "Bearer sk-local-test"
+    assert seen[0]["body"]["messages"] == history
+
+
+def test_env_file_selects_a_provider(clean_env, tmp_path, local_provider):
+    base_url, _ = local_provider
+    (tmp_path / ".env").write_text(f"LLM_PROVIDER=vllm\nOPENAI_BASE_URL={base_url}\nLLM_MODEL=qwen\n")
+    nested = tmp_path / "notebooks"
+    nested.mkdir()
+    clean_env.chdir(nested)  # notebooks run one folder below the .env
+    assert helpers.MODEL == "qwen"
+    assert helpers.current_settings().provider == "vllm"
+
+
+def test_missing_key_surfaces_when_model_is_imported(clean_env):
+    clean_env.setenv("LLM_PROVIDER", "openai")
+    with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY"):
+        from helpers import MODEL  # noqa: F401
+
+
+def test_unreachable_server_is_named_with_its_url(clean_env):
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    settings = resolve_settings({"LLM_PROVIDER": "ollama", "LLM_MODEL": "llama3.2", "OPENAI_BASE_URL": url})
+    with pytest.raises(ProviderUnreachableError, match=url):
+        get_client(settings)
+
+
+def test_unreachable_server_during_a_call_names_the_url(clean_env):
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    settings = resolve_settings({"LLM_PROVIDER": "custom", "LLM_MODEL": "m", "OPENAI_BASE_URL": url})
+    client = get_client(settings, check_connection=False, max_retries=0)
+    with pytest.raises(openai.APIConnectionError) as caught:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert url in str(caught.value.__cause__)
+
+
+def test_count_tokens_for_a_provider_is_a_labelled_estimate():
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What's the best season to visit Japan?"}]
+    exact = count_tokens(messages)
+    settings = resolve_settings({"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-x"})
+    estimate = count_tokens(messages, settings)
+    assert exact.exact and not estimate.exact
+    assert "estimate" in repr(estimate) and "openai" in estimate.method
+    assert 0.5 * exact < estimate < 1.5 * exact
