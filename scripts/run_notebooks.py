@@ -25,8 +25,6 @@ def clean_metadata(notebook: nbformat.NotebookNode) -> None:
     notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
-        if "id" not in cell:
-            continue
 
 
 def run(path: Path, timeout: int = 1800) -> None:

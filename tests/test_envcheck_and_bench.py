@@ -1,0 +1,34 @@
+"""The environment check and the benchmark script run and report real figures."""
+
+import subprocess
+import sys
+
+from helpers.envcheck import _version_tuple, check_environment
+
+
+def test_environment_check_passes_here():
+    checks = check_environment()
+    assert {c.name for c in checks} >= {"python", "openai", "llama-cpp-python", "SmolLM2 GGUF file"}
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+def test_version_comparison_reads_numbers_not_text():
+    assert _version_tuple("3.57.0") > _version_tuple("3.9")
+    assert _version_tuple("0.3.36") >= _version_tuple("0.3.0")
+    assert _version_tuple("2.0.0rc1") >= _version_tuple("2.0")
+
+
+def test_envcheck_command_exits_zero():
+    result = subprocess.run([sys.executable, "-m", "helpers.envcheck"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All good" in result.stdout
+
+
+def test_bench_prints_the_three_figures():
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers.bench", "--repeats", "1", "--max-tokens", "16"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for figure in ("overhead", "tokens/s", "speed-up x"):
+        assert figure in result.stdout
