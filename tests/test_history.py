@@ -1,0 +1,326 @@
+"""helpers.history: windows, budgets, summaries and the summary buffer."""
+
+import copy
+from types import SimpleNamespace
+
+import openai
+import pytest
+
+from helpers import count_tokens
+from helpers.history import (
+    HistoryTooLongError,
+    SummaryBuffer,
+    SummaryError,
+    count_turns,
+    sliding_window,
+    split_turns,
+    summarize,
+    summary_message,
+    summary_request,
+    trim_to_budget,
+)
+
+SYSTEM = {"role": "system", "content": "You are a concise travel assistant."}
+
+
+def make_history(turns: int, *, newest_pending: bool = True) -> list[dict]:
+    history = [dict(SYSTEM)]
+    for number in range(1, turns + 1):
+        history.append({"role": "user", "content": f"Question {number} about Japan, with some detail to count."})
+        history.append({"role": "assistant", "content": f"Answer {number}: a reply of a sentence or two."})
+    if newest_pending:
+        history.append({"role": "user", "content": "The newest question?"})
+    return history
+
+
+def no_orphans(messages: list[dict]) -> bool:
+    """Every assistant message follows a user message (possibly after other assistant/tool messages)."""
+    seen_user = False
+    for message in messages:
+        if message["role"] == "user":
+            seen_user = True
+        elif message["role"] == "assistant" and not seen_user:
+            return False
+    return True
+
+
+# --- split_turns / sliding_window ------------------------------------------------
+
+
+def test_split_turns_groups_each_reply_with_its_question():
+    history = make_history(2)
+    systems, turns = split_turns(history)
+    assert systems == [0]
+    assert turns == [[1, 2], [3, 4], [5]]
+    assert count_turns(history) == 3
+
+
+def test_leading_assistant_greeting_is_a_turn_of_its_own():
+    history = [SYSTEM, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Hi"}]
+    assert split_turns(history)[1] == [[1], [2]]
+
+
+@pytest.mark.parametrize("keep_turns", [1, 2, 3, 10])
+def test_sliding_window_keeps_system_and_last_turns(keep_turns):
+    history = make_history(5)
+    before = copy.deepcopy(history)
+    window = sliding_window(history, keep_turns)
+    assert history == before, "the input must not change"
+    assert window[0] == SYSTEM
+    assert window[-1] == history[-1]
+    assert count_turns(window) == min(keep_turns, count_turns(history))
+    assert no_orphans(window)
+    assert window == [m for m in history if m in window], "order is kept"
+
+
+def test_sliding_window_never_orphans_a_reply_even_with_tool_messages():
+    history = [
+        SYSTEM,
+        {"role": "user", "content": "Weather in Kyoto?"},
+        {"role": "assistant", "content": "Let me check."},
+        {"role": "tool", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny."},
+        {"role": "user", "content": "And Osaka?"},
+    ]
+    assert [m["role"] for m in sliding_window(history, 2)] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert [m["role"] for m in sliding_window(history, 1)] == ["system", "user"]
+
+
+def test_sliding_window_keeps_a_second_system_message_in_place():
+    history = make_history(3)
+    history.insert(3, {"role": "system", "content": "Summary: the user is Maya."})
+    window = sliding_window(history, 1)
+    assert [m["role"] for m in window] == ["system", "system", "user"]
+
+
+def test_sliding_window_returns_copies():
+    history = make_history(2)
+    window = sliding_window(history, 2)
+    window[-1]["content"] = "changed"
+    assert history[-1]["content"] == "The newest question?"
+
+
+def test_sliding_window_rejects_zero_turns():
+    with pytest.raises(ValueError, match="at least 1"):
+        sliding_window(make_history(1), 0)
+
+
+# --- trim_to_budget ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [60, 100, 150, 250, 10_000])
+def test_trim_to_budget_fits_and_keeps_the_most_turns(budget):
+    history = make_history(6)
+    before = copy.deepcopy(history)
+    trimmed = trim_to_budget(history, budget)
+    assert history == before
+    assert int(count_tokens(trimmed)) <= budget
+    assert trimmed[0] == SYSTEM and trimmed[-1] == history[-1]
+    assert no_orphans(trimmed)
+    kept = count_turns(trimmed)
+    if kept < count_turns(history):  # one more turn would not have fitted
+        assert int(count_tokens(sliding_window(history, kept + 1))) > budget
+    assert trimmed == sliding_window(history, kept)
+
+
+def test_trim_to_budget_with_a_custom_counter():
+    history = make_history(4)
+    by_messages = trim_to_budget(history, 4, count=len)  # budget of 4 messages
+    assert [m["role"] for m in by_messages] == ["system", "user", "assistant", "user"]
+
+
+def test_trim_to_budget_names_the_figures_when_nothing_fits():
+    history = make_history(2)
+    needed = int(count_tokens([SYSTEM, history[-1]]))
+    with pytest.raises(HistoryTooLongError, match=f"{needed} prompt tokens, over the budget of 10") as caught:
+        trim_to_budget(history, 10)
+    assert caught.value.needed == needed and caught.value.budget == 10
+    assert isinstance(caught.value, ValueError)
+
+
+def test_trim_to_budget_needs_a_user_turn():
+    with pytest.raises(ValueError, match="no user turn"):
+        trim_to_budget([SYSTEM], 100)
+
+
+# --- summaries with a scripted fake client -------------------------------------------
+
+
+class FakeCompletions:
+    """Answers like the SDK with canned replies, or raises; records what was sent."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.sent = []
+
+    def create(self, **request):
+        self.sent.append(copy.deepcopy(request))
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        text, finish = reply if isinstance(reply, tuple) else (reply, "stop")
+        return SimpleNamespace(
+            choices=[SimpleNamespace(finish_reason=finish, message=SimpleNamespace(content=text))],
+            usage=SimpleNamespace(prompt_tokens=100, completion_tokens=20, prompt_tokens_details=SimpleNamespace(cached_tokens=7)),
+        )
+
+
+def fake_client(*replies):
+    return SimpleNamespace(chat=SimpleNamespace(completions=FakeCompletions(replies)))
+
+
+def test_summary_request_is_incremental():
+    turns = make_history(2, newest_pending=False)[1:]
+    first = summary_request(turns)
+    assert "Summary so far" not in first[1]["content"]
+    second = summary_request(turns[2:], "Maya is allergic to shellfish.")
+    text = second[1]["content"]
+    assert "<summary>\nMaya is allergic to shellfish.\n</summary>" in text
+    assert "Question 2" in text and "Question 1" not in text, "only the new turns are sent"
+    assert [m["role"] for m in second] == ["system", "user"]
+
+
+def test_summarize_records_tokens_and_trims_a_truncated_reply():
+    client = fake_client(("Maya is allergic to shellfish. She arrives on 14 Ap", "length"))
+    call = summarize(make_history(1, newest_pending=False)[1:], client, model="m")
+    assert call.text == "Maya is allergic to shellfish."
+    assert call.truncated
+    assert (call.prompt_tokens, call.completion_tokens, call.cached_tokens) == (100, 20, 7)
+    assert client.chat.completions.sent[0]["max_tokens"] == 150
+
+
+def test_summarize_refuses_an_empty_reply():
+    with pytest.raises(SummaryError):
+        summarize(make_history(1)[1:], fake_client("   "), model="m")
+
+
+def test_summarize_needs_turns():
+    with pytest.raises(ValueError, match="nothing to summarize"):
+        summarize([SYSTEM], fake_client("x"), model="m")
+
+
+def test_summary_message_placements():
+    assert summary_message("Maya.")["role"] == "system"
+    data = summary_message("Maya.", "user_data")
+    assert data["role"] == "user" and "<conversation_summary>\nMaya.\n</conversation_summary>" in data["content"]
+    with pytest.raises(ValueError):
+        summary_message("x", "assistant")
+
+
+# --- SummaryBuffer -------------------------------------------------------------------
+
+
+def drive(buffer, client, turns, start=1):
+    """The notebook's loop, with canned assistant replies."""
+    for number in range(start, start + turns):
+        buffer.append({"role": "user", "content": f"user turn {number}"})
+        buffer.fold_if_needed(client)
+        buffer.append({"role": "assistant", "content": f"reply {number}"})
+
+
+def test_summary_buffer_folds_past_the_threshold_and_keeps_k_turns():
+    client = fake_client("Summary one.", "Summary two.", "Summary three.")
+    buffer = SummaryBuffer(system=SYSTEM, threshold=8, keep_turns=2)
+    drive(buffer, client, 4)
+    assert buffer.summary == "" and len(buffer.messages) == 8, "8 messages: not past the threshold yet"
+    drive(buffer, client, 1, start=5)  # the 9th message triggers the first fold
+    assert buffer.summary == "Summary one."
+    assert count_turns(buffer.messages) == 2
+    assert [m["content"] for m in buffer.messages] == ["user turn 4", "reply 4", "user turn 5", "reply 5"]
+    payload = buffer.payload()
+    assert payload[0] == SYSTEM and payload[1]["role"] == "system" and "Summary one." in payload[1]["content"]
+    assert no_orphans(payload[2:])
+    assert len(buffer.summarizer_calls) == 1 and buffer.summarizer_tokens == 120
+    # The summarizer was sent only the folded turns, not the verbatim tail.
+    sent = client.chat.completions.sent[0]["messages"][1]["content"]
+    assert "user turn 1" in sent and "user turn 3" in sent and "user turn 4" not in sent
+
+
+def test_summary_buffer_is_incremental_and_bounded():
+    client = fake_client(*[f"Summary {n}." for n in range(1, 20)])
+    buffer = SummaryBuffer(system=SYSTEM, threshold=6, keep_turns=2)
+    for number in range(1, 25):
+        buffer.append({"role": "user", "content": f"user turn {number}"})
+        buffer.fold_if_needed(client)
+        assert len(buffer.messages) <= 7
+        assert buffer.messages[-1]["content"] == f"user turn {number}"
+        buffer.append({"role": "assistant", "content": f"reply {number}"})
+    calls = client.chat.completions.sent
+    assert len(calls) == len(buffer.summarizer_calls) >= 2
+    second = calls[1]["messages"][1]["content"]
+    assert "<summary>\nSummary 1.\n</summary>" in second, "each fold extends the previous summary"
+    assert "user turn 1\n" not in second, "turns already summarized are not re-sent"
+
+
+def test_failed_summarizer_call_leaves_the_buffer_untouched():
+    client = fake_client("Summary one.", openai.APIError("boom", request=None, body=None))
+    buffer = SummaryBuffer(system=SYSTEM, threshold=4, keep_turns=1)
+    drive(buffer, client, 3)  # folds once
+    before = copy.deepcopy((buffer.summary, buffer.messages, buffer.summarizer_calls))
+    buffer.append({"role": "user", "content": "one more"})
+    buffer.append({"role": "assistant", "content": "reply"})
+    buffer.append({"role": "user", "content": "and another"})
+    snapshot = copy.deepcopy((buffer.summary, buffer.messages, buffer.summarizer_calls))
+    with pytest.raises(openai.APIError):
+        buffer.fold_if_needed(client)
+    assert (buffer.summary, buffer.messages, buffer.summarizer_calls) == snapshot
+    assert before[0] == buffer.summary
+
+
+def test_empty_summary_leaves_the_buffer_untouched():
+    buffer = SummaryBuffer(system=SYSTEM, threshold=2, keep_turns=1)
+    drive(buffer, fake_client(), 1)
+    buffer.append({"role": "user", "content": "next"})
+    snapshot = copy.deepcopy(buffer.messages)
+    with pytest.raises(SummaryError):
+        buffer.fold_if_needed(fake_client(""))
+    assert buffer.messages == snapshot and buffer.summary == ""
+
+
+def test_summary_buffer_validates_its_settings():
+    with pytest.raises(ValueError, match="keep_turns"):
+        SummaryBuffer(system=SYSTEM, keep_turns=0)
+    with pytest.raises(ValueError, match="threshold"):
+        SummaryBuffer(system=SYSTEM, threshold=3, keep_turns=2)
+    with pytest.raises(ValueError, match="system message"):
+        SummaryBuffer(system={"role": "user", "content": "x"})
+    with pytest.raises(ValueError, match="append user or assistant"):
+        SummaryBuffer(system=SYSTEM).append({"role": "system", "content": "x"})
+
+
+def test_summary_buffer_user_data_placement():
+    buffer = SummaryBuffer(system=SYSTEM, threshold=2, keep_turns=1, placement="user_data")
+    drive(buffer, fake_client("Maya likes trains."), 2)
+    payload = buffer.payload()
+    assert [m["role"] for m in payload[:2]] == ["system", "user"]
+    assert "<conversation_summary>" in payload[1]["content"]
+
+
+# --- against the real embedded model ---------------------------------------------------
+
+
+def test_summarize_on_the_embedded_model_counts_its_own_tokens(client):
+    turns = [
+        {"role": "user", "content": "My name is Maya and I'm allergic to shellfish."},
+        {"role": "assistant", "content": "Noted, Maya: I will avoid shellfish in food ideas."},
+    ]
+    call = summarize(turns, client, max_tokens=60)
+    assert call.text
+    assert call.prompt_tokens == int(count_tokens(summary_request(turns)))
+    assert 0 < call.completion_tokens <= 60
+
+
+def test_summary_buffer_on_the_embedded_model_stays_bounded(client, model_name):
+    from helpers.payload import assistant_message
+
+    buffer = SummaryBuffer(system=SYSTEM, threshold=4, keep_turns=1, summary_max_tokens=60)
+    sizes = []
+    for text in ["I'm Maya.", "I'm allergic to shellfish.", "I land on 14 April.", "Budget 3,200 dollars.", "Best base in Tokyo?"]:
+        buffer.append({"role": "user", "content": text})
+        buffer.fold_if_needed(client)
+        response = client.chat.completions.create(model=model_name, messages=buffer.payload(), max_tokens=30)
+        assert response.usage.prompt_tokens == int(count_tokens(buffer.payload()))
+        sizes.append(response.usage.prompt_tokens)
+        buffer.append(assistant_message(response))
+    assert buffer.summarizer_calls, "five turns past a 4-message threshold fold at least once"
+    assert count_turns(buffer.messages) <= 2
