@@ -3,6 +3,13 @@
 # Conda users: `conda env create -f environment.yml && conda activate conversation-memory`,
 # then `make lab PY=python` / `make test PY=python` to use the active environment.
 
+# llama.cpp tunes its build for the compiling CPU by default (-march=native), AMX included;
+# some VMs and sandboxes advertise AMX but refuse it ("Illegal instruction"). Build portable
+# AVX2 code instead (every x86-64 CPU since 2015); set CMAKE_ARGS yourself to override.
+ifeq ($(shell uname -m),x86_64)
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+endif
+
 VENV := .venv
 PY ?= $(VENV)/bin/python
 KERNEL := conversation-memory

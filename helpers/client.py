@@ -115,6 +115,14 @@ class TokenCount(int):
     def __repr__(self) -> str:
         return f"{int(self)} ({'exact' if self.exact else 'estimate'}: {self.method})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy, deepcopy and pickle rebuild it with its labels (int's default would drop them or fail).
+        return (_rebuild_token_count, (int(self), self.exact, self.method))
+
+
+def _rebuild_token_count(value: int, exact: bool, method: str) -> TokenCount:
+    return TokenCount(value, exact=exact, method=method)
+
 
 # Per-message framing a provider adds (role markers), as in OpenAI's published counting recipe.
 ESTIMATE_TOKENS_PER_MESSAGE = 4

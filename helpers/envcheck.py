@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -25,6 +27,44 @@ class Check:
     ok: bool
 
 
+# One greedy token from the embedded model, in a child process: a build of llama-cpp-python
+# that uses instructions this CPU refuses kills the child, not the caller.
+_PROBE = (
+    "from helpers.embedded import load_embedded_model\n"
+    "load_embedded_model().chat({'model': 'SmolLM2-135M-Instruct', "
+    "'messages': [{'role': 'user', 'content': 'Hi'}], 'max_tokens': 1})\n"
+)
+# The rebuild the README gives: generic AVX2 code, no -march=native (which may pull in AMX).
+REBUILD_HINT = (
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" '
+    "pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python"
+)
+
+
+def interpret_probe(returncode: int, stderr: str) -> Check:
+    """What the model probe's exit says: ran, crashed on an illegal instruction, or failed otherwise."""
+    if returncode == 0:
+        return Check("embedded model runs", "yes", "one token", True)
+    if returncode in (-signal.SIGILL, 128 + signal.SIGILL) or "Illegal instruction" in stderr:
+        return Check(
+            "embedded model runs",
+            "crashed: Illegal instruction (llama-cpp-python was built for CPU features this machine refuses)",
+            f"a portable build: {REBUILD_HINT}",
+            False,
+        )
+    last_line = (stderr.strip().splitlines() or [f"exit code {returncode}"])[-1]
+    return Check("embedded model runs", f"failed: {last_line}", "one token", False)
+
+
+def probe_model(timeout: float = 120) -> Check:
+    """Generate one token in a child process and report whether that worked."""
+    try:
+        result = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Check("embedded model runs", f"no answer in {timeout:.0f} s", "one token", False)
+    return interpret_probe(result.returncode, result.stderr)
+
+
 def _version_tuple(version: str) -> tuple[int, ...]:
     parts = []
     for piece in version.split("."):
@@ -35,8 +75,8 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def check_environment() -> list[Check]:
-    """Python, each required package's version, and the embedded model file."""
+def check_environment(*, run_model: bool = True) -> list[Check]:
+    """Python, each required package's version, the embedded model file, and (by default) one token from it."""
     checks = [
         Check("python", sys.version.split()[0], "3.10", sys.version_info >= (3, 10)),
     ]
@@ -54,6 +94,9 @@ def check_environment() -> list[Check]:
         checks.append(Check("SmolLM2 GGUF file", f"{path.stat().st_size / 1e6:.0f} MB", "present", True))
     except Exception as error:  # the message says what to install
         checks.append(Check("SmolLM2 GGUF file", str(error), "present", False))
+        return checks
+    if run_model:
+        checks.append(probe_model())
     return checks
 
 

@@ -135,3 +135,15 @@ def test_count_tokens_for_a_provider_is_a_labelled_estimate():
     assert exact.exact and not estimate.exact
     assert "estimate" in repr(estimate) and "openai" in estimate.method
     assert 0.5 * exact < estimate < 1.5 * exact
+
+
+def test_token_count_survives_copy_deepcopy_and_pickle():
+    import copy
+    import pickle
+
+    from helpers.client import TokenCount
+
+    count = TokenCount(42, exact=False, method="SmolLM2 tokenizer estimate")
+    for clone in (copy.copy(count), copy.deepcopy({"n": count})["n"], pickle.loads(pickle.dumps(count))):
+        assert clone == 42 and isinstance(clone, TokenCount)
+        assert (clone.exact, clone.method) == (False, "SmolLM2 tokenizer estimate")

@@ -3,13 +3,24 @@
 import subprocess
 import sys
 
-from helpers.envcheck import _version_tuple, check_environment
+import signal
+
+from helpers.envcheck import _version_tuple, check_environment, interpret_probe
 
 
 def test_environment_check_passes_here():
     checks = check_environment()
     assert {c.name for c in checks} >= {"python", "openai", "llama-cpp-python", "SmolLM2 GGUF file"}
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+def test_model_probe_names_an_illegal_instruction_crash_and_the_rebuild():
+    crashed = interpret_probe(-signal.SIGILL, "")
+    assert not crashed.ok and "Illegal instruction" in crashed.found
+    assert "GGML_NATIVE=OFF" in crashed.needed
+    failed = interpret_probe(1, "Traceback ...\nEmbeddedModelError: no GGUF file")
+    assert not failed.ok and "EmbeddedModelError" in failed.found
+    assert interpret_probe(0, "").ok
 
 
 def test_version_comparison_reads_numbers_not_text():
