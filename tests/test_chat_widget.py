@@ -1,0 +1,492 @@
+"""Tests for helpers.chat_widget: the session logic (fake and real model) and the widget, headless."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletion
+
+from helpers import count_tokens
+from helpers.chat_widget import (
+    PARTS,
+    ChallengeNotPassed,
+    ChatSession,
+    ChatSessionError,
+    ChatWidget,
+    MemorySettings,
+    check_net_saving,
+    context_bar_png,
+    load_script,
+    net_saving,
+    turn_chart_png,
+)
+from helpers.history import SUMMARY_HEADER, HistoryTooLongError, SummaryError, count_turns
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+SYSTEM = "You are a concise travel assistant."
+
+
+class FakeCompletions:
+    """Answers chat turns and summarizer calls like the SDK, or raises; records every request."""
+
+    def __init__(self, fail_chat: Exception | None = None, fail_summary: Exception | None = None, summary_text=None):
+        self.fail_chat, self.fail_summary = fail_chat, fail_summary
+        self.summary_text = summary_text
+        self.sent: list[dict] = []
+
+    def create(self, **request):
+        self.sent.append(copy.deepcopy(request))
+        is_summary = request["messages"][0]["content"].startswith("You keep a short running summary")
+        if is_summary:
+            if self.fail_summary:
+                raise self.fail_summary
+            text = self.summary_text if self.summary_text is not None else f"Summary number {self.summaries}."
+        else:
+            if self.fail_chat:
+                raise self.fail_chat
+            text = f"Reply {len(self.sent)}."
+        return ChatCompletion.model_validate(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 0,
+                "model": request["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "usage": {
+                    "prompt_tokens": int(count_tokens(request["messages"])),
+                    "completion_tokens": 4,
+                    "total_tokens": int(count_tokens(request["messages"])) + 4,
+                    "prompt_tokens_details": {"cached_tokens": 0},
+                },
+            }
+        )
+
+    @property
+    def summaries(self) -> int:
+        return sum(r["messages"][0]["content"].startswith("You keep") for r in self.sent)
+
+
+def fake_client(**kwargs):
+    return SimpleNamespace(chat=SimpleNamespace(completions=FakeCompletions(**kwargs)))
+
+
+def session_with(turns: int, client=None, **settings) -> ChatSession:
+    session = ChatSession(SYSTEM, MemorySettings(**settings), model="fake")
+    client = client or fake_client()
+    for number in range(1, turns + 1):
+        session.send(f"Question number {number}?", client)
+    return session
+
+
+def state(session: ChatSession):
+    return copy.deepcopy((session.history, session.summary, session.folded, session.turns, session.summarizer_calls))
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"strategy": "everything"}, "strategy"),
+        ({"keep_turns": 0}, "keep_turns"),
+        ({"threshold": 3, "keep_turns": 2}, "threshold"),
+        ({"budget": 0}, "budget"),
+        ({"max_tokens": 0}, "max_tokens"),
+    ],
+)
+def test_settings_are_validated(bad, match):
+    with pytest.raises(ChatSessionError, match=match):
+        MemorySettings(**bad)
+
+
+def test_configure_keeps_the_old_settings_when_the_new_ones_are_invalid():
+    session = ChatSession(SYSTEM)
+    session.configure(strategy="window", keep_turns=3, threshold=6)
+    assert (session.settings.strategy, session.settings.keep_turns) == ("window", 3)
+    with pytest.raises(ChatSessionError):
+        session.configure(threshold=2)
+    assert session.settings.threshold == 6
+
+
+def test_empty_system_prompt_is_refused():
+    with pytest.raises(ChatSessionError, match="system prompt"):
+        ChatSession("  ")
+
+
+# --- plan ----------------------------------------------------------------------------
+
+
+def test_plan_of_a_first_message_is_exact_and_adds_up():
+    session = ChatSession(SYSTEM)
+    plan = session.plan("  I'm Maya.  ")
+    assert plan.messages == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "I'm Maya."}]
+    assert plan.parts == ["system", "new"]
+    assert plan.prompt_tokens == int(count_tokens(plan.messages)) == plan.raw_tokens
+    assert list(plan.breakdown) == list(PARTS)
+    assert sum(plan.breakdown.values()) == plan.prompt_tokens
+    assert plan.breakdown["template"] > 0 and plan.breakdown["new"] == plan.message_tokens[1] > 0
+    assert plan.exact and not plan.over_budget and not plan.fold_pending
+    assert [row["part"] for row in plan.rows()] == plan.parts
+    assert session.history == [], "planning sends nothing and changes nothing"
+
+
+def test_plan_without_text_previews_the_history_alone():
+    session = session_with(1)
+    plan = session.plan("")
+    assert "new" not in plan.parts and plan.messages[-1]["role"] == "assistant"
+
+
+def test_plan_shows_a_pending_fold_without_calling_the_model():
+    client = fake_client()
+    session = session_with(4, client, threshold=8, keep_turns=2)  # 8 messages: the next user turn is the 9th
+    calls = len(client.chat.completions.sent)
+    before = state(session)
+    plan = session.plan("Question number 5?")
+    assert plan.fold_pending and not plan.exact
+    assert plan.fold_messages == 6, "9 messages, the last 2 turns (3 messages) kept"
+    assert plan.parts == ["system", "summary", "verbatim", "verbatim", "new"]
+    assert len(client.chat.completions.sent) == calls and state(session) == before
+
+
+def test_window_plan_keeps_the_last_turns():
+    session = session_with(5, strategy="window", keep_turns=2)
+    plan = session.plan("Question number 6?")
+    assert count_turns(plan.messages) == 2
+    assert [m["content"] for m in plan.messages[1:]] == ["Question number 5?", session.history[-1]["content"], "Question number 6?"]
+    assert plan.parts == ["system", "verbatim", "verbatim", "new"]
+    assert plan.raw_tokens > plan.prompt_tokens
+
+
+def test_raw_plan_goes_over_the_budget_and_says_so():
+    session = session_with(6, strategy="raw", budget=120)
+    plan = session.plan("Question number 7?")
+    assert len(plan.messages) == 1 + 13 and plan.over_budget and plan.prompt_tokens == plan.raw_tokens
+
+
+def test_budget_trims_the_oldest_turns_and_plan_reports_it():
+    session = session_with(6, strategy="window", keep_turns=5, threshold=10)
+    full = session.plan("Question number 7?").prompt_tokens
+    session.configure(budget=full - 1)
+    plan = session.plan("Question number 7?")
+    assert plan.trimmed_turns >= 1 and plan.prompt_tokens <= full - 1
+    assert count_turns(plan.messages) == 5 - plan.trimmed_turns
+
+
+def test_plan_reports_a_budget_nothing_fits_instead_of_raising():
+    session = ChatSession(SYSTEM, MemorySettings(strategy="window", budget=5))
+    plan = session.plan("hello")
+    assert plan.error and "budget" in plan.error and not plan.exact
+
+
+# --- send ------------------------------------------------------------------------------
+
+
+def test_send_appends_both_messages_and_records_the_turn():
+    client = fake_client()
+    session = ChatSession(SYSTEM, model="fake")
+    planned = session.plan("I'm Maya.")
+    record = session.send("I'm Maya.", client)
+    assert session.history == [{"role": "user", "content": "I'm Maya."}, {"role": "assistant", "content": "Reply 1."}]
+    assert record.number == 1 and record.reply == "Reply 1."
+    assert record.sent == planned.messages == client.chat.completions.sent[0]["messages"]
+    assert record.prompt_tokens == record.planned_tokens == record.raw_tokens == planned.prompt_tokens
+    assert client.chat.completions.sent[0]["max_tokens"] == session.settings.max_tokens
+    assert record.as_row()["prompt_tokens"] == record.prompt_tokens and "sent" not in record.as_row()
+
+
+def test_summary_strategy_folds_after_the_threshold_and_keeps_k_turns():
+    client = fake_client()
+    session = session_with(4, client, threshold=8, keep_turns=2)
+    assert session.summary == "" and not any(r.summary_changed for r in session.turns)
+    record = session.send("Question number 5?", client)
+    assert record.summary_changed and record.folded_messages == 6 and record.summarizer_tokens > 0
+    assert session.summary == "Summary number 1." and session.folded == 6
+    assert record.turns_sent == 2 and record.sent[1]["content"].startswith(SUMMARY_HEADER)
+    assert [m["content"] for m in record.sent[2:]] == ["Question number 4?", "Reply 4.", "Question number 5?"]
+    # The ghost line: what sending the whole raw history would have cost on that turn.
+    assert record.raw_tokens == int(count_tokens([session.system_message] + session.history[:-1]))
+    assert record.raw_tokens > record.prompt_tokens
+    later = session.send("Question number 6?", client)
+    assert not later.summary_changed and later.summary == session.summary
+
+
+def test_summary_strategy_stays_bounded_over_many_turns():
+    session = session_with(20, threshold=6, keep_turns=2, budget=250)
+    sizes = [r.prompt_tokens for r in session.turns]
+    assert all(size <= 250 for size in sizes)
+    assert max(r.turns_sent for r in session.turns) <= 4, "never more than threshold / 2 + 1 turns"
+    assert all(r.turns_sent == 2 for r in session.turns if r.summary_changed)
+    assert session.turns[-1].raw_tokens > 2 * session.turns[-1].prompt_tokens
+    assert len(session.summarizer_calls) == sum(r.summary_changed for r in session.turns) >= 3
+
+
+def test_empty_message_is_refused():
+    with pytest.raises(ChatSessionError, match="type a message"):
+        ChatSession(SYSTEM).send("   ", fake_client())
+
+
+def test_failed_model_call_leaves_the_session_unchanged():
+    session = session_with(2)
+    before = state(session)
+    error = openai.APIConnectionError(request=None)
+    with pytest.raises(openai.APIConnectionError):
+        session.send("Question 3?", fake_client(fail_chat=error))
+    assert state(session) == before
+
+
+def test_failed_model_call_after_a_fold_discards_the_fold():
+    session = session_with(4, threshold=8, keep_turns=2)
+    before = state(session)
+    client = fake_client(fail_chat=openai.APIConnectionError(request=None))
+    with pytest.raises(openai.APIConnectionError):
+        session.send("Question number 5?", client)
+    assert client.chat.completions.summaries == 1, "the fold ran, then the chat call failed"
+    assert state(session) == before
+
+
+@pytest.mark.parametrize(
+    "client, error",
+    [
+        (fake_client(fail_summary=openai.APIConnectionError(request=None)), openai.APIConnectionError),
+        (fake_client(summary_text="  "), SummaryError),
+    ],
+)
+def test_failed_summarizer_leaves_the_session_unchanged(client, error):
+    session = session_with(4, threshold=8, keep_turns=2)
+    before = state(session)
+    with pytest.raises(error):
+        session.send("Question number 5?", client)
+    assert state(session) == before
+
+
+def test_budget_too_small_raises_before_any_call():
+    client = fake_client()
+    session = session_with(1, strategy="window")
+    session.configure(budget=10)
+    before, calls = state(session), len(client.chat.completions.sent)
+    with pytest.raises(HistoryTooLongError):
+        session.send("Another question?", client)
+    assert state(session) == before and len(client.chat.completions.sent) == calls
+
+
+def test_switching_strategy_keeps_the_summary_for_later():
+    client = fake_client()
+    session = session_with(5, client, threshold=8, keep_turns=2)
+    summary = session.summary
+    session.configure(strategy="raw")
+    raw = session.send("Question number 6?", client)
+    assert raw.messages_sent == 1 + 11 and raw.prompt_tokens == raw.raw_tokens
+    session.configure(strategy="summary")
+    assert session.plan("Question number 7?").messages[1]["content"].endswith(summary)
+
+
+def test_replay_sends_each_text_and_reports_each_turn():
+    seen = []
+    session = ChatSession(SYSTEM, model="fake")
+    records = session.replay(["one?", "two?", "three?"], fake_client(), on_turn=seen.append)
+    assert [r.user for r in records] == ["one?", "two?", "three?"] and seen == records == session.turns
+
+
+def test_load_script_reads_both_data_files():
+    system, turns = load_script(DATA / "long_conversation.json")
+    assert system.startswith("You are a concise travel assistant") and len(turns) == 28
+    assert turns[0].startswith("Hi! My name is Maya")
+    system, turns = load_script(DATA / "trip_conversation.json")
+    assert len(turns) == 12 and all(isinstance(t, str) for t in turns)
+
+
+# --- against the real embedded model --------------------------------------------------------
+
+
+def test_a_few_real_turns_bill_exactly_what_was_planned(client, model_name):
+    session = ChatSession(SYSTEM, MemorySettings(strategy="summary", threshold=4, keep_turns=1, budget=300, max_tokens=30, summary_max_tokens=60))
+    for text in ["Hi, I'm Maya.", "I'm allergic to shellfish.", "I arrive on 14 April.", "Which city first?"]:
+        planned = session.plan(text)
+        record = session.send(text, client)
+        if not planned.fold_pending:
+            assert record.planned_tokens == planned.prompt_tokens
+        assert record.prompt_tokens == record.planned_tokens <= 300, "count_tokens is exact on the embedded model"
+        assert 0 < record.completion_tokens <= 30
+    assert session.summary and session.summarizer_calls, "3 turns past a 4-message threshold folded"
+    assert session.turns[-1].raw_tokens > session.turns[-1].prompt_tokens
+    session.configure(strategy="raw")
+    record = session.send("Thanks!", client)
+    assert record.prompt_tokens == record.raw_tokens
+
+
+# --- drawing and the widget ---------------------------------------------------------------
+
+
+def test_figures_are_png():
+    session = session_with(3)
+    assert context_bar_png(session.plan("next?")).startswith(b"\x89PNG")
+    assert turn_chart_png(session.turns, 400).startswith(b"\x89PNG")
+    assert turn_chart_png([], 400).startswith(b"\x89PNG")
+
+
+def test_widget_builds_with_empty_panels():
+    widget = ChatWidget(ChatSession(SYSTEM, model="fake"), fake_client())
+    assert "No messages yet" in widget.log_html.value
+    assert "no summary yet" in widget.summary_html.value and not widget.summary_highlighted
+    assert bytes(widget.context_image.value).startswith(b"\x89PNG") and bytes(widget.chart_image.value).startswith(b"\x89PNG")
+    assert widget.replay_button.disabled, "no script given"
+    assert "chat-widget-input" in widget.text._dom_classes
+
+
+def test_clicking_send_updates_every_panel():
+    client = fake_client()
+    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake"), client)
+    chart_before = widget.chart_image.value
+    widget.text.value = "I'm Maya and I love trains."
+    assert "I&#x27;m Maya and I love trains." in widget.payload_html.value, "typing re-plans the preview"
+    widget.send_button.click()
+    assert len(widget.session.turns) == 1 and widget.text.value == ""
+    assert "love trains" in widget.log_html.value and "Reply 1." in widget.log_html.value
+    assert widget.chart_image.value != chart_before
+    assert "turn 1 done" in widget.status.value and not widget.send_button.disabled
+    for number in range(2, 4):
+        widget.text.value = f"Question {number}?"
+        widget.send_button.click()
+    assert widget.session.turns[-1].summary_changed and widget.summary_highlighted
+    assert "folded into the summary" in widget.log_html.value and "Summary number 1." in widget.summary_html.value
+    widget.text.value = "Question 4?"
+    widget.send_button.click()
+    assert not widget.summary_highlighted, "the highlight marks only the turn that changed it"
+
+
+class WatchingCompletions(FakeCompletions):
+    """Records what the widget shows at the moment each model call is made (the call blocks the kernel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.widget = None
+        self.seen: list[dict] = []
+
+    def create(self, **request):
+        w = self.widget
+        self.seen.append(
+            {
+                "busy": w.busy,
+                "indicator": w.busy_html.value,
+                "send_disabled": w.send_button.disabled,
+                "text_disabled": w.text.disabled,
+                "controls_disabled": all(c.disabled for c in w.controls),
+                "replay_disabled": w.replay_button.disabled,
+                "second_click": w.send("clicked again while waiting"),
+            }
+        )
+        return super().create(**request)
+
+
+def test_progress_indicator_shows_while_the_model_answers():
+    completions = WatchingCompletions()
+    client = SimpleNamespace(chat=SimpleNamespace(completions=completions))
+    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake"), client, script=["a?"])
+    completions.widget = widget
+    assert widget.busy_html.value == "" and not widget.busy
+    for number in range(1, 4):
+        widget.text.value = f"Question {number}?"
+        widget.send_button.click()
+    assert len(widget.session.turns) == 3, "a click while waiting sends nothing"
+    # Turns 1, 2: one reply call each; turn 3 folds first: summarizer call, then reply call.
+    assert len(completions.seen) == 4
+    for seen in completions.seen:
+        assert seen["busy"] and "fa-spinner" in seen["indicator"]
+        assert seen["send_disabled"] and seen["text_disabled"] and seen["controls_disabled"] and seen["replay_disabled"]
+        assert seen["second_click"] is None
+    assert "Waiting for the model" in completions.seen[0]["indicator"] and "prompt tokens sent" in completions.seen[0]["indicator"]
+    assert "Summarizing 4 older messages" in completions.seen[2]["indicator"]
+    assert "Waiting for the model" in completions.seen[3]["indicator"]
+    # Afterwards everything is usable again and the indicator is gone.
+    assert not widget.busy and widget.busy_html.value == ""
+    assert not widget.send_button.disabled and not widget.text.disabled and not widget.replay_button.disabled
+    assert widget.send_button.description == "Send"
+
+
+def test_session_reports_its_phases():
+    phases = []
+    session = session_with(4, threshold=8, keep_turns=2)
+    session.send("Question number 5?", fake_client(), on_phase=lambda phase, n: phases.append((phase, n)))
+    assert [p for p, _ in phases] == ["summarizing", "answering"]
+    assert phases[0][1] == 6 and phases[1][1] == session.turns[-1].prompt_tokens
+
+
+def test_a_fold_that_returns_the_same_summary_is_still_shown_as_a_fold():
+    client = fake_client(summary_text="Maya, shellfish allergy.")
+    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake"), client)
+    for number in range(1, 6):  # folds at turns 3 and 5; the second returns the same text
+        widget.send(f"Question {number}?")
+    first, second = widget.session.turns[2], widget.session.turns[4]
+    assert first.folded_messages and first.summary_changed
+    assert second.folded_messages and not second.summary_changed
+    assert not widget.summary_highlighted and "rewritten at turn 5, text unchanged" in widget.summary_html.value
+    assert widget.log_html.value.count("folded into the summary") == 2
+    assert "summary rewritten unchanged" in widget.status.value
+
+
+def test_a_failed_click_shows_the_error_and_changes_nothing():
+    widget = ChatWidget(session_with(2), fake_client(fail_chat=openai.APIConnectionError(request=None)))
+    before = state(widget.session)
+    widget.text.value = "Will this fail?"
+    widget.send_button.click()
+    assert state(widget.session) == before
+    assert widget.text.value == "Will this fail?", "the text stays, to send again"
+    assert "nothing changed" in widget.status.value and "APIConnectionError" in widget.last_error
+    assert not widget.busy and not widget.send_button.disabled and not widget.text.disabled
+    widget.text.value = ""
+    widget.send_button.click()
+    assert "type a message first" in widget.status.value
+
+
+def test_controls_replan_the_preview():
+    widget = ChatWidget(session_with(5, strategy="raw"), fake_client())
+    widget.text.value = "Question 6?"
+    assert widget.plan.strategy == "raw" and len(widget.plan.messages) == 12
+    widget.strategy.value = "window"
+    widget.keep_turns.value = 1
+    assert widget.plan.strategy == "window" and len(widget.plan.messages) == 2
+    widget.keep_turns.value = 6
+    assert widget.threshold.value >= 12, "the threshold follows 2 * turns kept"
+    widget.budget.value = 100
+    assert widget.session.settings.budget == 100 and widget.plan.budget == 100
+    assert widget.plan.prompt_tokens <= 100
+    widget.strategy.value = "summary"
+    widget.keep_turns.value = 2
+    widget.threshold.value = 4
+    assert widget.session.settings == MemorySettings(strategy="summary", keep_turns=2, threshold=4, budget=100)
+    assert widget.plan.fold_pending and "folded into the summary" in widget.payload_html.value
+
+
+def test_sliders_hold_the_sessions_own_settings():
+    settings = MemorySettings(keep_turns=8, threshold=30, budget=5000)
+    widget = ChatWidget(ChatSession(SYSTEM, settings, model="fake"), fake_client())
+    assert (widget.keep_turns.value, widget.threshold.value, widget.budget.value) == (8, 30, 5000)
+    assert widget.session.settings == settings
+
+
+def test_replay_button_plays_the_script_with_progress():
+    _, turns = load_script(DATA / "long_conversation.json")
+    widget = ChatWidget(ChatSession(SYSTEM, model="fake"), fake_client(), script=turns[:5])
+    assert not widget.replay_button.disabled
+    widget.replay(limit=2)
+    assert widget.progress.value == 2 and len(widget.session.turns) == 2
+    widget.replay_button.click()
+    assert widget.progress.value == widget.progress.max == 5
+    assert [r.user for r in widget.session.turns] == turns[:5]
+
+
+# --- challenge check -----------------------------------------------------------------
+
+
+def test_check_net_saving_accepts_the_answer_and_hints_otherwise():
+    session = session_with(10, threshold=4, keep_turns=1)
+    assert check_net_saving(net_saving, session.turns) == net_saving(session.turns)
+    with pytest.raises(ChallengeNotPassed, match="summarizer"):
+        check_net_saving(lambda records: sum(r.raw_tokens - r.prompt_tokens for r in records))
+    with pytest.raises(ChallengeNotPassed, match="int"):
+        check_net_saving(lambda records: 1.5)
