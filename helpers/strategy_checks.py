@@ -1,0 +1,416 @@
+"""Check functions for the challenges of notebook 03 (bounding the history).
+
+- `check_bounded_payload(payload)`: "Bound the cost". `payload(history)` returns
+  what to send for a history; the check runs it over many turns and verifies that
+  the prompt stops growing, that no reply is sent without its question, and that
+  the history it was given is left alone.
+- `check_summarize_and_continue(fold_step, build_payload)`: "Summarize-and-continue".
+  The learner's fold step turns old turns into a running summary with one
+  summarizer call; the check drives the loop for 28 turns and verifies the
+  mechanism, and that an early fact survives via the summary alone.
+
+Both checks run without the chat model: the assistant replies are canned, and the
+summarize-and-continue check gives the fold step a *stub* summarizer client by
+default (an ideal summarizer that keeps every planted fact it is shown), so a pass
+or a failure says something about your code, not about a 135M-parameter model's
+memory. Pass `client=get_client()` to also run your fold step with the real model
+as summarizer: that part reports which facts the real summary kept, without
+requiring them. Each check passes (prints what it verified, returns figures) or
+raises `ChallengeNotPassed` with a hint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Sequence
+
+from .client import count_tokens
+from .stateless_checks import ChallengeNotPassed
+
+Message = dict[str, Any]
+PayloadFunction = Callable[[list[Message]], list[Message]]
+FoldStep = Callable[[dict[str, Any], Any], dict[str, Any]]
+BuildPayload = Callable[[Message, dict[str, Any]], list[Message]]
+
+LONG_CONVERSATION = Path(__file__).resolve().parent.parent / "data" / "long_conversation.json"
+
+# Canned replies of different lengths (no model text, no planted fact in them).
+CANNED_REPLIES = (
+    "Good question. Here is a short answer with one practical tip.",
+    "It depends on your plans; most visitors find it easy once they have tried it once, and the staff "
+    "at stations are used to helping travellers with questions like this one.",
+    "Yes. Book a day ahead in busy weeks, keep some time free, and check the opening hours before you go.",
+    "Start early, travel light, and leave room for a slow afternoon: the best moments are often unplanned.",
+)
+
+
+def _require(condition: bool, hint: str) -> None:
+    if not condition:
+        raise ChallengeNotPassed(hint)
+
+
+def load_long_conversation(path: Path = LONG_CONVERSATION) -> dict[str, Any]:
+    """The scripted 28-turn conversation with its planted facts (`data/long_conversation.json`)."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def orphaned_replies(payload: Sequence[Message], history: Sequence[Message]) -> list[int]:
+    """Positions in `payload` of assistant messages sent without the user message they answer.
+
+    An assistant message answers the user message before it in `history`; in the
+    payload that same user message must come before it, with only assistant or
+    tool messages in between.
+    """
+    orphans = []
+    for position, message in enumerate(payload):
+        if message.get("role") != "assistant":
+            continue
+        earlier = position - 1
+        while earlier >= 0 and payload[earlier].get("role") in ("assistant", "tool"):
+            earlier -= 1
+        if earlier < 0 or payload[earlier].get("role") != "user":
+            orphans.append(position)
+            continue
+        question = payload[earlier]
+        # In the history, the same question must be the user message this reply answers.
+        answered_in_history = False
+        for index, original in enumerate(history):
+            if original == message:
+                back = index - 1
+                while back >= 0 and history[back].get("role") in ("assistant", "tool"):
+                    back -= 1
+                if back >= 0 and history[back] == question:
+                    answered_in_history = True
+                    break
+        if not answered_in_history:
+            orphans.append(position)
+    return orphans
+
+
+def in_order(payload: Sequence[Message], history: Sequence[Message]) -> bool:
+    """Whether `payload` is `history` with some messages left out: the rest unchanged, in the same order.
+
+    Matched as a subsequence, so repeated messages (the same canned reply in two
+    turns, say) are matched to successive occurrences, not all to the first one.
+    """
+    position = 0
+    for message in payload:
+        while position < len(history) and history[position] != message:
+            position += 1
+        if position == len(history):
+            return False
+        position += 1
+    return True
+
+
+def largest_turn_tokens(user_turns: Sequence[str], system: Message) -> int:
+    """Prompt tokens the largest scripted turn (a user turn and a canned reply) adds to a history."""
+    base = int(count_tokens([system]))
+    return max(
+        int(count_tokens([system, {"role": "user", "content": text}, {"role": "assistant", "content": reply}])) - base
+        for text in user_turns
+        for reply in CANNED_REPLIES
+    )
+
+
+def _scripted_history(user_turns: Sequence[str], system: Message, turns: int) -> list[Message]:
+    """A history of `turns` completed turns plus a pending user message, with canned replies."""
+    history = [dict(system)]
+    for number in range(turns):
+        history.append({"role": "user", "content": user_turns[number % len(user_turns)]})
+        history.append({"role": "assistant", "content": CANNED_REPLIES[number % len(CANNED_REPLIES)]})
+    history.append({"role": "user", "content": user_turns[turns % len(user_turns)]})
+    return history
+
+
+def check_bounded_payload(payload: PayloadFunction, *, turns: int = 40, min_kept_turns: int = 2) -> list[int]:
+    """Challenge "Bound the cost": `payload(history)` returns what to send, and its size stops growing.
+
+    The check grows a history of the long conversation's user turns (with canned
+    replies) to `turns` turns and calls `payload` before each send. It requires,
+    every turn: a new list (the history is not changed), the system message first,
+    the newest user message last, no assistant reply without its question, at
+    least `min_kept_turns` turns kept once the history has them (a payload of the
+    newest message alone is bounded but has forgotten the conversation), and
+    messages taken from the history unchanged and in order. Then, over the run:
+    the prompt size (`count_tokens`) of the last half of the turns never exceeds
+    the largest size seen in the first half by more than one turn's tokens (the
+    turns that fill a window differ in length; a growing prompt gains a turn's
+    worth every turn). Returns the prompt size per turn.
+    """
+    conversation = load_long_conversation()
+    system = {"role": "system", "content": conversation["system"]}
+    sizes: list[int] = []
+    for completed in range(turns):
+        history = _scripted_history(conversation["turns"], system, completed)
+        before = copy.deepcopy(history)
+        case = f"(turn {completed + 1}, a history of {len(history)} messages)"
+        sent = payload(history)
+        _require(history == before, f"payload changed the history it was given {case}: build and return a new list.")
+        _require(
+            isinstance(sent, list) and all(isinstance(m, dict) for m in sent),
+            f"payload returned {type(sent).__name__} {case}; return a list of message dicts.",
+        )
+        _require(sent is not history, f"payload returned the history itself {case}; return a new list.")
+        _require(bool(sent) and sent[0] == system, f"Start the payload with the system message {case}.")
+        _require(sent[-1] == history[-1], f"End the payload with the newest user message {case}.")
+        _require(
+            all(message in history for message in sent),
+            f"Every message sent should come from the history, unchanged {case}.",
+        )
+        _require(in_order(sent, history), f"Keep the messages in the history's order {case}.")
+        orphans = orphaned_replies(sent, history)
+        _require(
+            not orphans,
+            f"Message {orphans[0] if orphans else ''} of the payload is an assistant reply sent without its question {case}. "
+            "Drop whole turns: a turn starts at a user message.",
+        )
+        kept_turns = sum(1 for message in sent if message.get("role") == "user")
+        wanted = min(min_kept_turns, completed + 1)
+        _require(
+            kept_turns >= wanted,
+            f"The payload keeps {kept_turns} turn(s) {case}; keep at least the last {wanted} so the newest question "
+            "has some context. Bounded is easy if you forget everything.",
+        )
+        sizes.append(int(count_tokens(sent)))
+    half = turns // 2
+    early_max, late_max = max(sizes[:half]), max(sizes[half:])
+    # Which turns fill a window changes its size a little: allow one turn's worth, never a trend.
+    slack = largest_turn_tokens(conversation["turns"], system)
+    raw_size = int(count_tokens(_scripted_history(conversation["turns"], system, turns - 1)))
+    _require(
+        late_max <= early_max + slack,
+        f"The prompt kept growing: up to {early_max} tokens in turns 1-{half}, then {late_max} in turns {half + 1}-{turns} "
+        f"(more than one turn, {slack} tokens, above). "
+        "Send the system message and only the last few turns (or trim to a token budget).",
+    )
+    print(
+        f"Passed: over {turns} turns the prompt stayed at or under {max(sizes)} tokens; turns {half + 1}-{turns} peaked "
+        f"at {late_max}, turns 1-{half} at {early_max} (allowed: one turn more, {slack}); last turn: {sizes[-1]}, "
+        f"where sending the whole history would be {raw_size}. No reply without its question; the history was never changed."
+    )
+    return sizes
+
+
+# --- Summarize-and-continue --------------------------------------------------------------
+
+
+@dataclass
+class StubSummarizer:
+    """A client whose only job is summarizing, with perfect recall of the planted facts.
+
+    Whatever a request carries (instructions, a previous summary, transcript), the
+    reply is one sentence per planted fact found anywhere in the request text, plus
+    one generic sentence. It never copies the turns' wording, so a fact in its reply
+    can only have come from what the fold step sent it. Records every request.
+    """
+
+    facts: dict[str, dict[str, Any]]
+    fail: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def fact_sentence(self, name: str) -> str:
+        return f"The user's {name} is {self.facts[name]['value']}."
+
+    def _create(self, **request: Any) -> Any:
+        self.requests.append(copy.deepcopy(request))
+        if self.fail:
+            raise ConnectionError("stub summarizer: the call failed (as a network error would)")
+        text = " ".join(str(m.get("content") or "") for m in request.get("messages", [])).lower()
+        sentences = [self.fact_sentence(name) for name, fact in self.facts.items() if any(k in text for k in fact["match"])]
+        reply = " ".join(sentences + ["The user is planning a trip to Japan."])
+        self.replies.append(reply)
+        usage = SimpleNamespace(prompt_tokens=100, completion_tokens=20, prompt_tokens_details=SimpleNamespace(cached_tokens=0))
+        choice = SimpleNamespace(finish_reason="stop", index=0, message=SimpleNamespace(role="assistant", content=reply))
+        return SimpleNamespace(choices=[choice], usage=usage)
+
+
+def _user_turn_starts(messages: Sequence[Message]) -> list[int]:
+    return [i for i, m in enumerate(messages) if m.get("role") == "user"]
+
+
+def _check_memory_shape(memory: Any, case: str) -> None:
+    _require(
+        isinstance(memory, dict) and isinstance(memory.get("summary"), str) and isinstance(memory.get("messages"), list),
+        f"fold_step must return a dict {{'summary': str, 'messages': list}} {case}; got {type(memory).__name__}.",
+    )
+
+
+def _drive(
+    fold_step: FoldStep,
+    build_payload: BuildPayload,
+    summarizer: Any,
+    replies: list[str],
+    conversation: dict[str, Any],
+    *,
+    threshold: int,
+    keep_turns: int,
+    turns: int,
+) -> tuple[dict[str, Any], list[list[Message]], list[int], list[str]]:
+    """Run the loop the learner would run, with canned replies; check each step.
+
+    Returns the final memory, each turn's payload, the turns that folded, and the
+    summary the memory held just before each fold (what the fold should pass on).
+    """
+    system = {"role": "system", "content": conversation["system"]}
+    memory: dict[str, Any] = {"summary": "", "messages": []}
+    payloads: list[list[Message]] = []
+    fold_turns: list[int] = []
+    summaries_before_fold: list[str] = []
+    for number in range(1, turns + 1):
+        user = {"role": "user", "content": conversation["turns"][(number - 1) % len(conversation["turns"])]}
+        memory = {"summary": memory["summary"], "messages": memory["messages"] + [user]}  # 1. append the user turn
+        before = copy.deepcopy(memory)
+        calls = len(replies)
+        case = f"(turn {number}, {len(before['messages'])} verbatim messages, threshold {threshold})"
+        new_memory = fold_step(memory, summarizer)
+        _require(memory == before, f"fold_step changed the memory it was given {case}: return a new dict.")
+        _check_memory_shape(new_memory, case)
+        made = len(replies) - calls
+        starts = _user_turn_starts(before["messages"])
+        if len(before["messages"]) > threshold and len(starts) > keep_turns:
+            first_kept = starts[-keep_turns]
+            _require(made == 1, f"Past the threshold fold_step should make exactly one summarizer call; it made {made} {case}.")
+            _require(
+                new_memory["messages"] == before["messages"][first_kept:],
+                f"After a fold, keep exactly the last {keep_turns} turns verbatim (from a user message to the end) {case}; "
+                f"kept {len(new_memory['messages'])} messages, expected {len(before['messages']) - first_kept}.",
+            )
+            reply, summary = _clean(replies[-1]), _clean(new_memory["summary"])
+            _require(
+                bool(summary) and (summary in reply or reply in summary),
+                f"After a fold the summary should be the text the summarizer just returned {case}; "
+                f"it returned {replies[-1][:60]!r}..., the summary is {new_memory['summary'][:60]!r}...",
+            )
+            fold_turns.append(number)
+            summaries_before_fold.append(before["summary"])
+        else:
+            _require(made == 0, f"Under the threshold fold_step should not call the summarizer; it made {made} call(s) {case}.")
+            _require(new_memory == before, f"Under the threshold, return the memory unchanged {case}.")
+        memory = new_memory
+        sent = build_payload(system, memory)
+        _require(isinstance(sent, list) and sent and sent[0] == system, f"build_payload must start with the system message {case}.")
+        _require(
+            sent[-len(memory["messages"]):] == memory["messages"],
+            f"build_payload must end with the verbatim messages, in order, newest user message last {case}.",
+        )
+        if memory["summary"]:
+            _require(
+                any(memory["summary"] in str(m.get("content")) for m in sent[1 : len(sent) - len(memory["messages"])]),
+                f"The payload does not carry the summary {case}: put it in a message between the system message and the turns.",
+            )
+        payloads.append(sent)
+        reply = {"role": "assistant", "content": CANNED_REPLIES[number % len(CANNED_REPLIES)]}
+        memory = {"summary": memory["summary"], "messages": memory["messages"] + [reply]}  # 3. append the reply
+    return memory, payloads, fold_turns, summaries_before_fold
+
+
+def check_summarize_and_continue(
+    fold_step: FoldStep,
+    build_payload: BuildPayload,
+    *,
+    threshold: int = 8,
+    keep_turns: int = 2,
+    turns: int = 28,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Challenge "Summarize-and-continue": old turns folded into a summary, and an early fact survives.
+
+    Your code keeps `memory = {"summary": str, "messages": [...]}` (the verbatim
+    turns, without the system message). `fold_step(memory, client)` returns a new
+    memory: when `memory["messages"]` holds more than `threshold` messages, it makes
+    one summarizer call with `client` that extends the previous summary with every
+    turn but the last `keep_turns`, and keeps those last turns verbatim; otherwise
+    it returns the memory as it was, without a call. `build_payload(system, memory)`
+    returns what to send: the system message, the summary, then the verbatim turns.
+
+    The check runs the long conversation's 28 user turns through your functions
+    with canned assistant replies and a stub summarizer that keeps every planted
+    fact it is shown (name, allergy, date, budget; all said in turns 1-4). It
+    verifies each fold, the payload, that a failed summarizer call leaves the memory
+    as it was, and that after 28 turns every planted fact is still in the summary:
+    that happens only if each fold passes the previous summary on. With `client`
+    (e.g. `get_client()`), it then runs your fold step with the real model as
+    summarizer and reports which facts its summary kept (not required to pass).
+    """
+    conversation = load_long_conversation()
+    facts = conversation["facts"]
+    stub = StubSummarizer(facts)
+    memory, payloads, fold_turns, summaries_before_fold = _drive(
+        fold_step, build_payload, stub, stub.replies, conversation,
+        threshold=threshold, keep_turns=keep_turns, turns=turns,
+    )
+    _require(len(fold_turns) >= 2, f"Only {len(fold_turns)} fold(s) in {turns} turns: fold whenever the verbatim turns pass {threshold} messages.")
+    # Incremental: each later summarizer request carries the previous summary, not the turns folded before.
+    first_turn = conversation["turns"][0]
+    for index in range(1, len(stub.requests)):
+        text = " ".join(str(m.get("content") or "") for m in stub.requests[index].get("messages", []))
+        previous = summaries_before_fold[index]  # the summary the memory held when this fold began
+        _require(
+            not previous or previous in text or _clean(previous) in _clean(text),
+            f"Summarizer call {index + 1} did not include the previous summary: extend it with the new turns "
+            "(e.g. summarize(old_turns, client, previous_summary=memory['summary'])).",
+        )
+        _require(
+            first_turn not in text,
+            f"Summarizer call {index + 1} re-sent turn 1, already folded: send only the turns being folded now.",
+        )
+    lost = [name for name, fact in facts.items() if not any(k in memory["summary"].lower() for k in fact["match"])]
+    _require(
+        not lost,
+        f"After {turns} turns the summary lost {', '.join(lost)}: each fold must send the summary so far to the summarizer.",
+    )
+    # A failed summarizer call changes nothing.
+    failing = StubSummarizer(facts, fail=True)
+    over = {"summary": memory["summary"], "messages": memory["messages"] + _scripted_history(conversation["turns"], {"role": "system", "content": ""}, threshold)[1:]}
+    snapshot = copy.deepcopy(over)
+    try:
+        result = fold_step(over, failing)
+    except Exception:  # noqa: BLE001 - any error is acceptable, as long as nothing changed
+        result = snapshot
+    _require(over == snapshot and result == snapshot, "When the summarizer call fails, the memory must stay exactly as it was.")
+    sizes = [int(count_tokens(p)) for p in payloads]
+    print(
+        f"Passed: {len(fold_turns)} folds (at turns {', '.join(map(str, fold_turns))}); each kept the last {keep_turns} turns "
+        f"verbatim and passed the summary on; after {turns} turns the summary still holds all {len(facts)} planted facts "
+        f"(stub summarizer); prompt per turn {min(sizes)}-{max(sizes)} tokens; a failed call changed nothing."
+    )
+    figures: dict[str, Any] = {"fold_turns": fold_turns, "prompt_tokens": sizes, "summary": memory["summary"]}
+    if client is not None:
+        real_replies: list[str] = []
+        real = _RecordingClient(client, real_replies)
+        real_memory, _, real_folds, _ = _drive(
+            fold_step, build_payload, real, real_replies, conversation,
+            threshold=threshold, keep_turns=keep_turns, turns=turns,
+        )
+        kept = [name for name, fact in facts.items() if any(k in real_memory["summary"].lower() for k in fact["match"])]
+        print(
+            f"With the real model as summarizer: {len(real_folds)} folds, the same checks passed; its final summary keeps "
+            f"{len(kept)} of {len(facts)} planted facts ({', '.join(kept) or 'none'}):\n  {real_memory['summary']}"
+        )
+        figures.update(real_summary=real_memory["summary"], real_facts_kept=kept)
+    return figures
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+class _RecordingClient:
+    """Wraps a client and keeps the text of every reply its chat.completions.create returns."""
+
+    def __init__(self, client: Any, replies: list[str]):
+        def create(**request: Any) -> Any:
+            response = client.chat.completions.create(**request)
+            replies.append(response.choices[0].message.content or "")
+            return response
+
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=create))
