@@ -50,3 +50,4 @@ test-fast: setup
 
 bench: setup
 	LLM_PROVIDER=embedded $(PY) -m helpers.bench
+	LLM_PROVIDER=embedded $(PY) benchmarks/strategies.py
