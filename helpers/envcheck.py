@@ -30,8 +30,9 @@ class Check:
 # One greedy token from the embedded model, in a child process: a build of llama-cpp-python
 # that uses instructions this CPU refuses kills the child, not the caller.
 _PROBE = (
+    "from helpers.config import EMBEDDED_MODEL\n"
     "from helpers.embedded import load_embedded_model\n"
-    "load_embedded_model().chat({'model': 'SmolLM2-135M-Instruct', "
+    "load_embedded_model().chat({'model': EMBEDDED_MODEL, "
     "'messages': [{'role': 'user', 'content': 'Hi'}], 'max_tokens': 1})\n"
 )
 # The rebuild the README gives: generic AVX2 code, no -march=native (which may pull in AMX).
