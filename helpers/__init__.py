@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import TokenCount, count_tokens, current_settings, describe_backend, get_client
-from .config import EMBEDDED_MODEL, Settings, resolve_settings
+from .backend.client import TokenCount, count_tokens, current_settings, describe_backend, get_client
+from .backend.config import EMBEDDED_MODEL, Settings, resolve_settings
 from .errors import (
     ConfigurationError,
     EmbeddedModelError,

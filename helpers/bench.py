@@ -15,9 +15,9 @@ import statistics
 import time
 from typing import Any, Callable
 
-from .client import get_client
-from .config import EMBEDDED_MODEL, resolve_settings
-from .embedded import load_embedded_model
+from .backend.client import get_client
+from .backend.config import EMBEDDED_MODEL, resolve_settings
+from .backend.embedded import load_embedded_model
 
 SYSTEM = {"role": "system", "content": "You are a concise travel assistant."}
 QUESTION = {"role": "user", "content": "I'm planning a trip to Japan. What's the best season to visit?"}

@@ -30,8 +30,8 @@ class Check:
 # One greedy token from the embedded model, in a child process: a build of llama-cpp-python
 # that uses instructions this CPU refuses kills the child, not the caller.
 _PROBE = (
-    "from helpers.config import EMBEDDED_MODEL\n"
-    "from helpers.embedded import load_embedded_model\n"
+    "from helpers.backend.config import EMBEDDED_MODEL\n"
+    "from helpers.backend.embedded import load_embedded_model\n"
     "load_embedded_model().chat({'model': EMBEDDED_MODEL, "
     "'messages': [{'role': 'user', 'content': 'Hi'}], 'max_tokens': 1})\n"
 )
@@ -89,7 +89,7 @@ def check_environment(*, run_model: bool = True) -> list[Check]:
             continue
         checks.append(Check(package, found, minimum, _version_tuple(found) >= _version_tuple(minimum)))
     try:
-        from .embedded import gguf_path
+        from .backend.embedded import gguf_path
 
         path = gguf_path()
         checks.append(Check("SmolLM2 GGUF file", f"{path.stat().st_size / 1e6:.0f} MB", "present", True))

@@ -23,7 +23,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
-from .client import count_tokens, current_settings
+from .backend.client import count_tokens, current_settings
 from .errors import HelpersError
 
 Message = dict[str, Any]

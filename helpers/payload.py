@@ -25,10 +25,10 @@ from typing import Any, Mapping, Sequence, TextIO
 import openai
 import pandas as pd
 
-from ._http import httpx
-from .client import EMBEDDED_BASE_URL, check_reachable, count_tokens, current_settings
-from .config import Settings
-from .embedded import EmbeddedTransport, load_embedded_model, normalize_messages
+from .backend._http import httpx
+from .backend.client import EMBEDDED_BASE_URL, check_reachable, count_tokens, current_settings
+from .backend.config import Settings
+from .backend.embedded import EmbeddedTransport, load_embedded_model, normalize_messages
 from .errors import HelpersError
 
 KEPT_KEYS = ("role", "content")

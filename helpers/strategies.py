@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .client import current_settings
+from .backend.client import current_settings
 from .history import SummaryBuffer, sliding_window, trim_to_budget
 from .payload import assistant_message
 

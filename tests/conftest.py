@@ -10,7 +10,7 @@ os.environ["LLM_PROVIDER"] = "embedded"
 
 @pytest.fixture(scope="session")
 def embedded_model():
-    from helpers.embedded import load_embedded_model
+    from helpers.backend.embedded import load_embedded_model
 
     return load_embedded_model()
 

@@ -141,7 +141,7 @@ def test_token_count_survives_copy_deepcopy_and_pickle():
     import copy
     import pickle
 
-    from helpers.client import TokenCount
+    from helpers.backend.client import TokenCount
 
     count = TokenCount(42, exact=False, method="SmolLM2 tokenizer estimate")
     for clone in (copy.copy(count), copy.deepcopy({"n": count})["n"], pickle.loads(pickle.dumps(count))):

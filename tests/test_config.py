@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers.config import EMBEDDED_MODEL, PLACEHOLDER_KEY, resolve_settings
+from helpers.backend.config import EMBEDDED_MODEL, PLACEHOLDER_KEY, resolve_settings
 from helpers.errors import ConfigurationError, MissingAPIKeyError
 
 

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from helpers import count_tokens
-from helpers.embedded import EmbeddedTransport, gguf_path, normalize_messages
+from helpers.backend.embedded import EmbeddedTransport, gguf_path, normalize_messages
 
 SYSTEM = {"role": "system", "content": "You are a concise travel assistant."}
 
@@ -150,7 +150,7 @@ def test_models_endpoint_lists_the_embedded_model(client, model_name):
 
 
 def test_transport_answers_unknown_paths_with_404(embedded_model):
-    from helpers._http import httpx
+    from helpers.backend._http import httpx
 
     with httpx.Client(transport=EmbeddedTransport(embedded_model), base_url="http://embedded/v1") as http:
         response = http.post("/v1/embeddings", json={})

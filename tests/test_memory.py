@@ -166,7 +166,7 @@ def test_missing_fts5_stops_the_store_from_opening(path, monkeypatch):
     def no_fts5(db):
         raise FTS5UnavailableError("no FTS5 here")
 
-    monkeypatch.setattr(memory, "check_fts5", no_fts5)
+    monkeypatch.setattr(memory.store, "check_fts5", no_fts5)
     with pytest.raises(FTS5UnavailableError):
         MemoryStore(path)
 

@@ -246,7 +246,7 @@ def test_every_block_gets_a_new_nonce():
 
 
 def test_a_decimal_nonce_costs_the_same_tokens_every_time():
-    from helpers.embedded import load_embedded_model
+    from helpers.backend.embedded import load_embedded_model
 
     model = load_embedded_model()
     assert len({model.count_text_tokens(data_block("Maya likes tea.").text) for _ in range(20)}) == 1

@@ -1,12 +1,12 @@
-"""helpers.strategy_checks: the checks of notebook 03 pass right answers and fail typical wrong ones."""
+"""helpers.checks.nb03: the checks of notebook 03 pass right answers and fail typical wrong ones."""
 
 import copy
 
 import pytest
 
 from helpers.history import sliding_window, summarize, summary_message, trim_to_budget
-from helpers.stateless_checks import ChallengeNotPassed
-from helpers.strategy_checks import (
+from helpers.checks import ChallengeNotPassed
+from helpers.checks.nb03 import (
     CANNED_REPLIES,
     StubSummarizer,
     check_bounded_payload,

@@ -1,4 +1,4 @@
-"""helpers.resilient: one trim-and-retry on context_length_exceeded, then a named stop."""
+"""helpers.overflow: one trim-and-retry on context_length_exceeded, then a named stop."""
 
 import copy
 import hashlib
@@ -14,7 +14,7 @@ from helpers.history import HistoryTooLongError, summary_message, trim_to_budget
 from helpers.memory import memory_message
 from helpers.sanitize import data_message
 from helpers.payload import recording_client
-from helpers.resilient import (
+from helpers.overflow import (
     ContextOverflowError,
     chat_turn,
     context_limit,

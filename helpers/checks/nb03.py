@@ -28,15 +28,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
-from .client import count_tokens
-from .stateless_checks import ChallengeNotPassed
+from ..backend.client import count_tokens
+from . import ChallengeNotPassed
 
 Message = dict[str, Any]
 PayloadFunction = Callable[[list[Message]], list[Message]]
 FoldStep = Callable[[dict[str, Any], Any], dict[str, Any]]
 BuildPayload = Callable[[Message, dict[str, Any]], list[Message]]
 
-LONG_CONVERSATION = Path(__file__).resolve().parent.parent / "data" / "long_conversation.json"
+LONG_CONVERSATION = Path(__file__).resolve().parents[2] / "data" / "long_conversation.json"
 
 # Canned replies of different lengths (no model text, no planted fact in them).
 CANNED_REPLIES = (

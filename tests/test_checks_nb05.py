@@ -1,10 +1,10 @@
-"""helpers.memory_checks: the notebook 05 challenge checks pass good answers and reject weak ones with a hint."""
+"""helpers.checks.nb05: the notebook 05 challenge checks pass good answers and reject weak ones with a hint."""
 
 import pytest
 
 from helpers import count_tokens
 from helpers.memory import memory_message, with_memory
-from helpers.memory_checks import ChallengeNotPassed, check_forget_user, check_recall
+from helpers.checks.nb05 import ChallengeNotPassed, check_forget_user, check_recall
 
 
 # --- challenge 1: forget a user -------------------------------------------------------------

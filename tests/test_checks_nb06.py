@@ -1,4 +1,4 @@
-"""helpers.security_checks: the notebook 06 challenge checks pass good answers and reject weak ones with a hint."""
+"""helpers.checks.nb06: the notebook 06 challenge checks pass good answers and reject weak ones with a hint."""
 
 import html
 import re
@@ -8,7 +8,7 @@ import unicodedata
 import pytest
 
 from helpers.sanitize import data_block, strip_invisible
-from helpers.security_checks import (
+from helpers.checks.nb06 import (
     NOT_IBANS,
     VALID_IBANS,
     ChallengeNotPassed,

@@ -1,4 +1,4 @@
-"""Tests for helpers.chat_widget: the session logic (fake and real model) and the widget, headless."""
+"""Tests for helpers.widget: the session logic (fake and real model) and the widget, headless."""
 
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from helpers import count_tokens
-from helpers.chat_widget import (
+from helpers.checks import ChallengeNotPassed
+from helpers.checks.nb04 import check_net_saving, net_saving
+from helpers.widget import (
     PARTS,
-    ChallengeNotPassed,
     ChatSession,
     ChatSessionError,
     ChatWidget,
     MemorySettings,
-    check_net_saving,
     context_bar_png,
     load_script,
-    net_saving,
     turn_chart_png,
 )
 from helpers.history import SUMMARY_HEADER, HistoryTooLongError, SummaryError, count_turns

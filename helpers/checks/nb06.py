@@ -12,8 +12,8 @@ import re
 import unicodedata
 from typing import Callable
 
-from .sanitize import invisible_characters
-from .stateless_checks import ChallengeNotPassed, _require
+from ..sanitize import invisible_characters
+from . import ChallengeNotPassed, require as _require
 
 __all__ = ["ChallengeNotPassed", "check_data_block", "check_iban_redactor", "iban_checksum_valid"]
 

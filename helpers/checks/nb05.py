@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .client import count_tokens
-from .memory import MemoryStore
-from .stateless_checks import ChallengeNotPassed, _require
+from ..backend.client import count_tokens
+from ..memory import MemoryStore
+from . import ChallengeNotPassed, require as _require
 
 __all__ = ["ChallengeNotPassed", "check_forget_user", "check_recall"]
 

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 from ._http import httpx
 
 from .config import EMBEDDED_MODEL
-from .errors import EmbeddedModelError
+from ..errors import EmbeddedModelError
 
 # llama.cpp's OpenMP threads spin while they wait for work. On a busy machine (a notebook beside a
 # browser, or two kernels on two cores) the spinning threads starve each other: seen here, a 12-token

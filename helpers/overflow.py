@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import openai
 
-from .client import count_tokens
+from .backend.client import count_tokens
 from .errors import HelpersError
 from .history import HistoryTooLongError, TokenCounter
 from .payload import assistant_message

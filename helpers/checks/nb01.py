@@ -14,8 +14,9 @@ from typing import Any, Callable, Sequence
 
 import openai
 
-from .client import count_tokens, current_settings
-from .payload import recording_client
+from ..backend.client import count_tokens, current_settings
+from ..payload import recording_client
+from . import ChallengeNotPassed, require as _require
 
 SYSTEM = {"role": "system", "content": "You are a concise travel assistant."}
 SCRIPTED_TURNS = (
@@ -26,15 +27,6 @@ SCRIPTED_TURNS = (
     "How do I get between those cities?",
     "Is a rail pass worth it for that route?",
 )
-
-
-class ChallengeNotPassed(AssertionError):
-    """A challenge check failed; the message says what to change."""
-
-
-def _require(condition: bool, hint: str) -> None:
-    if not condition:
-        raise ChallengeNotPassed(hint)
 
 
 def _is_message_list(messages: Any) -> bool:
@@ -133,41 +125,3 @@ def check_chat_turn(chat_turn: ChatTurn, *, turns: Sequence[str] = SCRIPTED_TURN
         history = result
     print(f"Passed: {len(turns)} turns, each sent the whole history ({', '.join(str(len(m)) for m in recorded.messages)} messages) and appended role + content only.")
     return history
-
-
-def _fixture_history(number_of_turns: int) -> list[dict[str, str]]:
-    """A history shaped like the trip conversation, for structural checks (no model call)."""
-    history = [dict(SYSTEM)]
-    for index in range(number_of_turns):
-        history.append({"role": "user", "content": SCRIPTED_TURNS[index % len(SCRIPTED_TURNS)]})
-        history.append({"role": "assistant", "content": f"(the assistant's reply to turn {index + 1})"})
-    history.append({"role": "user", "content": "And which country am I visiting, again?"})
-    return history
-
-
-def check_pinned_window(pinned_window: Callable[[list[dict[str, str]], int], list[dict[str, str]]]) -> None:
-    """Challenge (notebook 02): a window that never drops the turn holding the fact.
-
-    `pinned_window(history, keep_last)` must return a new list: the system message,
-    the first user message (where the user said "Japan"), then the last `keep_last`
-    messages, with no message twice; a history that already fits is returned whole.
-    """
-    for turns, keep_last in ((6, 2), (6, 4), (6, 5), (1, 4), (2, 4)):
-        history = _fixture_history(turns)
-        before = copy.deepcopy(history)
-        window = pinned_window(history, keep_last)
-        case = f"(history of {len(history)} messages, keep_last={keep_last})"
-        _require(history == before, f"pinned_window changed the history it was given {case}: build a new list.")
-        _require(isinstance(window, list), f"pinned_window returned {type(window).__name__} {case}; return a list of messages.")
-        if len(history) <= keep_last + 2:
-            _require(window == history, f"The whole history fits {case}: return it all, in order.")
-            continue
-        expected_tail = history[-keep_last:]
-        _require(window[:1] == history[:1], f"Start with the system message {case}.")
-        _require(window[1:2] == history[1:2], f"Keep the first user message (the one that says Japan) right after the system message {case}.")
-        _require(window[-keep_last:] == expected_tail, f"End with the last {keep_last} messages of the history, in order {case}.")
-        _require(len(window) == keep_last + 2, f"Expected {keep_last + 2} messages (system, first user turn, last {keep_last}); got {len(window)} {case}.")
-        _require(window[-1] == history[-1], f"The newest user message must be last {case}.")
-    long_history = _fixture_history(6)
-    full, pinned = int(count_tokens(long_history)), int(count_tokens(pinned_window(long_history, 4)))
-    print(f"Passed: the first user turn stays in every window; on a 6-turn history it sends {pinned} prompt tokens instead of {full}.")
