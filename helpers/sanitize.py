@@ -33,6 +33,39 @@ class SanitizeError(HelpersError):
     """Sanitizing failed or could not verify its result: store nothing."""
 
 
+class LoneSurrogateError(SanitizeError, ValueError):
+    """Text holds half of a UTF-16 surrogate pair: not valid Unicode, so it cannot be written as UTF-8.
+
+    `.index` is the character's position in the text, `.what` names the text.
+    """
+
+    def __init__(self, what: str, index: int, char: str):
+        super().__init__(
+            f"{what} holds a lone surrogate U+{ord(char):04X} at character {index}: half of a UTF-16 pair, not valid "
+            "Unicode text, so it cannot be stored as UTF-8. It usually comes from bytes decoded with "
+            "errors='surrogateescape' or from a JSON \\u escape of half a pair: fix the source text."
+        )
+        self.what = what
+        self.index = index
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The position of the first lone surrogate in `text` (a str can hold one; UTF-8 cannot), or None."""
+    match = _SURROGATE.search(text)
+    return match.start() if match else None
+
+
+def require_unicode(text: str, what: str = "the text") -> str:
+    """`text` unchanged, or `LoneSurrogateError` naming `what` and the position of a lone surrogate."""
+    index = lone_surrogate(text)
+    if index is not None:
+        raise LoneSurrogateError(what, index, text[index])
+    return text
+
+
 # --- redaction ------------------------------------------------------------------
 
 def luhn_valid(digits: str) -> bool:

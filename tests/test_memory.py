@@ -18,6 +18,7 @@ from helpers.memory import (
     FTS5UnavailableError,
     MemoryStore,
     MemoryStoreError,
+    NotAMemoryStoreError,
     ProposedFact,
     RedactionError,
     SchemaVersionError,
@@ -93,7 +94,7 @@ def test_a_foreign_sqlite_file_is_not_taken_for_a_memory_store(path):
     path.parent.mkdir(parents=True)
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE orders (id INTEGER)")
-    with pytest.raises(SchemaVersionError, match="not a memory store"):
+    with pytest.raises(NotAMemoryStoreError, match="not a memory store"):
         MemoryStore(path)
     with sqlite3.connect(path) as db:
         assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["orders"]
@@ -163,7 +164,7 @@ def test_fts5_missing_is_a_named_error():
 
 
 def test_missing_fts5_stops_the_store_from_opening(path, monkeypatch):
-    def no_fts5(db):
+    def no_fts5(db=None):
         raise FTS5UnavailableError("no FTS5 here")
 
     monkeypatch.setattr(memory.store, "check_fts5", no_fts5)

@@ -10,6 +10,15 @@ message, and send those, not the whole old conversation.
   second writer wait instead of failing with "database is locked". The schema
   version lives in `PRAGMA user_version`: a newer one is refused
   (`SchemaVersionError`), an older one is migrated in one transaction.
+- An existing file is checked before anything is written to it: a newer version,
+  another program's database or a file that is not SQLite is refused
+  (`SchemaVersionError`, `NotAMemoryStoreError`) and keeps every byte; a file or
+  folder that cannot be written raises `MemoryStoreReadOnlyError` and leaves no
+  ``-wal``/``-shm`` file behind. Only an accepted file is switched to WAL.
+- Text must be valid Unicode: a lone surrogate raises `LoneSurrogateError` and
+  nothing is written. A stored row that is not valid UTF-8 (another program wrote
+  it) is left out of `list_facts` and `search`, named in an
+  `UnreadableFactWarning` and listed in `MemoryStore.unreadable`.
 - Facts belong to a user (and a session); every read is filtered by user, so one
   user never retrieves another's. Each fact keeps its source: session, turn, time.
 - Before anything is written, every fact passes a redaction hook, by default
@@ -34,8 +43,11 @@ message, and send those, not the whole old conversation.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
+import stat
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,7 +55,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import HelpersError
-from ..sanitize import data_block, sanitize_for_storage, strip_invisible
+from ..sanitize import LoneSurrogateError, data_block, lone_surrogate, require_unicode, sanitize_for_storage, strip_invisible
 
 Message = dict[str, Any]
 Redactor = Callable[[str], Any]  # returns the redacted text, or an object with a `.text` attribute
@@ -64,6 +76,24 @@ class SchemaVersionError(MemoryStoreError):
         super().__init__(message)
         self.found = found
         self.supported = supported
+
+
+class NotAMemoryStoreError(MemoryStoreError):
+    """The path is not a memory store: a folder or a pipe, a file that is not SQLite, or another program's database.
+    It was left exactly as it was."""
+
+
+class MemoryStoreReadOnlyError(MemoryStoreError):
+    """The file, or its folder, cannot be written (permissions, an immutable file, a read-only disk).
+    Nothing was written and no ``-wal``/``-shm`` file was left behind."""
+
+
+class UnreadableFactError(MemoryStoreError):
+    """A stored row is not valid UTF-8 text (another program wrote it); delete it with `delete_fact`."""
+
+
+class UnreadableFactWarning(UserWarning):
+    """Some stored rows were not valid UTF-8 and were left out of a result; `MemoryStore.unreadable` lists them."""
 
 
 class FTS5UnavailableError(MemoryStoreError):
@@ -181,16 +211,30 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
         raise ValueError(f"incomplete SQL statement: {statement!r}")
 
 
-def check_fts5(db: sqlite3.Connection) -> None:
-    """Raise `FTS5UnavailableError` unless SQLite can create an FTS5 table (probed in the temp schema)."""
+def check_fts5(db: sqlite3.Connection | None = None) -> None:
+    """Raise `FTS5UnavailableError` unless SQLite can create an FTS5 table.
+
+    FTS5 is a property of the SQLite library, not of a file, so by default the probe
+    runs in a private in-memory database: a file that cannot be opened is never
+    mistaken for a missing FTS5. Pass `db` to probe a given connection (in its temp schema).
+    """
+    probe = sqlite3.connect(":memory:") if db is None else db
     try:
-        db.execute("CREATE VIRTUAL TABLE temp.fts5_probe USING fts5(x)")
-        db.execute("DROP TABLE temp.fts5_probe")
+        probe.execute("CREATE VIRTUAL TABLE temp.fts5_probe USING fts5(x)")
+        probe.execute("DROP TABLE temp.fts5_probe")
     except sqlite3.OperationalError as error:
         raise FTS5UnavailableError(
             f"This Python's SQLite {sqlite3.sqlite_version} has no FTS5 full-text search ({error}). "
             "Use a Python built with a standard SQLite (python.org, conda-forge and most Linux distributions ship FTS5)."
         ) from error
+    finally:
+        if db is None:
+            probe.close()
+
+
+# Columns each schema version must have, checked before anything is written to an existing file.
+_REQUIRED_COLUMNS = {1: {"id", "user_id", "text", "created_at"}, 2: {"id", "user_id", "text", "created_at", "session_id", "turn"}}
+_SIDECARS = ("-wal", "-shm", "-journal")  # files SQLite keeps next to the database
 
 
 # --- Retrieval query ------------------------------------------------------------------
@@ -232,19 +276,61 @@ def _now() -> str:
 def _require_user(user_id: str) -> str:
     if not isinstance(user_id, str) or not user_id.strip():
         raise ValueError(f"user_id must be a non-empty string, not {user_id!r}")
-    return user_id
+    return require_unicode(user_id, "user_id")
 
 
 def _clean_text(text: Any, *, what: str = "fact") -> str:
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"a {what} must be a non-empty string, not {text!r}")
+    require_unicode(text, f"a {what}")
     text = " ".join(text.split())
     if len(text) > MAX_FACT_CHARS:
         raise ValueError(f"a {what} may hold at most {MAX_FACT_CHARS} characters; this one has {len(text)}")
     return text
 
 
+def _is_read_only_error(error: sqlite3.Error) -> bool:
+    """SQLITE_READONLY (any extended code), or SQLite failing to open a file next to the database."""
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF == 8  # SQLITE_READONLY
+    return "readonly" in str(error)
+
+
+def _writable(target: Path) -> str | None:
+    """Why `target` cannot be written, or None. `os.access` asks the kernel the question SQLite's open asks:
+    modes, ACLs, immutable files and read-only mounts count (root passes the modes, not the rest)."""
+    if os.access(target, os.W_OK):
+        return None
+    return "immutable, or on a read-only disk" if os.geteuid() == 0 else "no write permission"
+
+
+def _decode(value: bytes) -> str:
+    """Text from the file; bytes that are not UTF-8 become lone surrogates, which `_row_problem` reports."""
+    return value.decode("utf-8", "surrogateescape")
+
+
 _COLUMNS = "facts.id, facts.user_id, facts.text, facts.session_id, facts.turn, facts.created_at"
+_TEXT_COLUMNS = {1: "user_id", 2: "text", 3: "session_id", 5: "created_at"}
+
+
+@dataclass(frozen=True)
+class UnreadableFact:
+    """A stored row left out of a result: its id, the column that is not valid UTF-8, and where."""
+
+    id: int
+    column: str
+    reason: str
+
+
+def _row_problem(row: Sequence[Any]) -> UnreadableFact | None:
+    for position, column in _TEXT_COLUMNS.items():
+        value = row[position]
+        index = lone_surrogate(value) if isinstance(value, str) else None
+        if index is not None:
+            byte = ord(value[index]) - 0xDC00  # surrogateescape maps byte b to U+DC00 + b
+            return UnreadableFact(row[0], column, f"not valid UTF-8 (byte 0x{byte:02x} at character {index})")
+    return None
 
 
 def _fact(row: Sequence[Any], score: float | None = None) -> Fact:
@@ -279,20 +365,79 @@ class MemoryStore:
     ):
         self.path = Path(path)
         self.redact = redact
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions; this class opens and ends each one itself.
-        self._db: sqlite3.Connection | None = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        self._db: sqlite3.Connection | None = None
+        self.unreadable: tuple[UnreadableFact, ...] = ()  # rows the last list_facts/search left out
+        check_fts5()  # the library's, probed in memory: never confused with a file that cannot be opened
+        self._check_location()
+        sidecars_before = {suffix for suffix in _SIDECARS if Path(f"{self.path}{suffix}").exists()}
+        new_file = not self.path.exists()
         try:
+            # isolation_level=None: no implicit transactions; this class opens and ends each one itself.
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+            self._db.text_factory = _decode
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            check_fts5(self._db)
-            self.journal_mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self._check_before_writing()  # reads only: a file refused here was never written to
             self._db.execute("PRAGMA synchronous = FULL")  # a commit is on disk before it returns
             self._db.execute("PRAGMA secure_delete = ON")  # deleted text is overwritten, not left in free pages
-            self.migrated_from = self._open_schema()
-        except BaseException:
+            self.migrated_from = self._open_schema()  # one transaction, in the file's own journal mode
+            self.journal_mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]  # only once accepted
+        except BaseException as error:
+            self._abandon(sidecars_before, new_file)
+            if isinstance(error, sqlite3.OperationalError) and _is_read_only_error(error):
+                raise self._read_only_error(str(error)) from error
+            raise
+
+    def _check_location(self) -> None:
+        """Refuse, before SQLite opens anything, a path that is not a regular file or that cannot be written."""
+        path = self.path
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            kind = "folder" if stat.S_ISDIR(mode) else "pipe" if stat.S_ISFIFO(mode) else "device or socket"
+            raise NotAMemoryStoreError(f"{path} is not a regular file (it is a {kind}): a memory store is one SQLite file.")
+        if mode is None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise MemoryStoreReadOnlyError(
+                    f"{path} cannot be created: its folder cannot be made ({error.strerror or error})."
+                ) from error
+        targets = [(path.parent, "its folder")] + [(path, "the file")] * (mode is not None)
+        targets += [(Path(f"{path}{suffix}"), "the file") for suffix in _SIDECARS if Path(f"{path}{suffix}").exists()]
+        problems = [f"{what} {target} ({reason})" for target, what in targets if (reason := _writable(target))]
+        if problems:
+            raise MemoryStoreReadOnlyError(
+                f"{path} cannot be opened as a memory store: {' and '.join(problems)} cannot be written, so it is "
+                f"read-only. SQLite writes the file and creates {path.name}-wal and {path.name}-shm in its folder. "
+                "Copy the file to a writable folder, or fix the permissions. Nothing was written."
+            )
+
+    def _read_only_error(self, detail: str) -> MemoryStoreReadOnlyError:
+        return MemoryStoreReadOnlyError(
+            f"{self.path} is read-only for SQLite ({detail}): the file, its folder or its -wal/-shm files cannot be "
+            "written. Copy the file to a writable folder, or fix the permissions. Nothing was written."
+        )
+
+    def _abandon(self, sidecars_before: set[str], new_file: bool) -> None:
+        """After a failed open: close, and remove what this open created (an empty -wal and its -shm, an empty new file).
+
+        A -wal file with frames in it, or a -journal file, may hold another writer's data: those stay.
+        """
+        if self._db is not None:
             self._db.close()
             self._db = None
-            raise
+        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+        try:
+            if "-wal" not in sidecars_before and wal.exists() and wal.stat().st_size == 0:
+                wal.unlink()
+            if "-shm" not in sidecars_before and shm.exists() and not wal.exists():
+                shm.unlink()
+            if new_file and self.path.exists() and self.path.stat().st_size == 0:
+                self.path.unlink()
+        except OSError:
+            pass  # best effort: the original error is the one to report
 
     # -- lifecycle
 
@@ -322,42 +467,93 @@ class MemoryStore:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front (waiting up
-        to the busy timeout for another writer), then COMMIT, or ROLLBACK on any error."""
+        to the busy timeout for another writer), then COMMIT, or ROLLBACK on any error.
+
+        SQLite's "attempt to write a readonly database" becomes `MemoryStoreReadOnlyError`.
+        """
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as error:
+            if _is_read_only_error(error):
+                raise self._read_only_error(str(error)) from error
             raise
-        db.execute("COMMIT")
 
     @property
     def schema_version(self) -> int:
         """The file's `PRAGMA user_version`."""
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
+    def _check_before_writing(self) -> None:
+        """Read the file's version and tables, and refuse it before anything is written to it.
+
+        A newer version raises `SchemaVersionError`; a file that is not SQLite, or
+        that holds other tables, or that claims a version without its tables, raises
+        `NotAMemoryStoreError`. Only reads: the file keeps its bytes, journal mode included.
+        """
+        db = self.db
+        try:
+            db.execute("BEGIN")  # deferred: a read transaction, so the three reads agree
+            try:
+                found = int(db.execute("PRAGMA user_version").fetchone()[0])
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                columns = {row[1] for row in db.execute("PRAGMA table_info(facts)")}
+            finally:
+                db.execute("ROLLBACK")
+        except sqlite3.DatabaseError as error:
+            if not isinstance(error, sqlite3.OperationalError):  # "file is not a database", "malformed"
+                raise NotAMemoryStoreError(
+                    f"{self.path} is not an SQLite database, or is damaged ({error}): not a memory store. "
+                    "It was left as it was."
+                ) from error
+            raise
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} has memory schema version {found}, newer than this code's {SCHEMA_VERSION}. It was "
+                "written by a newer version of helpers.memory: upgrade the code, do not open it with this one. "
+                "It was left as it was.",
+                found=found,
+                supported=SCHEMA_VERSION,
+            )
+        if found == 0 and tables:
+            raise NotAMemoryStoreError(
+                f"{self.path} is an SQLite file with tables ({', '.join(sorted(tables)[:5])}) but no memory schema "
+                "version: not a memory store. It was left as it was."
+            )
+        missing = sorted(_REQUIRED_COLUMNS.get(found, set()) - columns) if found > 0 else []
+        if found < 0 or missing or (found >= 2 and "facts_fts" not in tables):
+            lacks = f"its facts table lacks {missing}" if missing else "it lacks the memory tables"
+            raise NotAMemoryStoreError(
+                f"{self.path} says schema version {found}, but {lacks}: another program's file, not a memory "
+                "store. It was left as it was."
+            )
+
     def _open_schema(self) -> int | None:
-        """Create, check or migrate the schema, all in one transaction. Returns the version migrated from, if any."""
+        """Create or migrate the schema, all in one transaction. Returns the version migrated from, if any.
+
+        `_check_before_writing` has accepted the file; the version is read again
+        under the write lock, in case another process changed it in between.
+        """
         with self.write() as db:
             found = int(db.execute("PRAGMA user_version").fetchone()[0])
             if found > SCHEMA_VERSION:
                 raise SchemaVersionError(
-                    f"{self.path} has memory schema version {found}, newer than this code's {SCHEMA_VERSION}. "
-                    "It was written by a newer version of helpers.memory: upgrade the code, do not open it with this one.",
+                    f"{self.path} has memory schema version {found}, newer than this code's {SCHEMA_VERSION}.",
                     found=found,
                     supported=SCHEMA_VERSION,
                 )
             if found == SCHEMA_VERSION:
                 return None
             if found == 0:
-                tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if tables:
-                    raise SchemaVersionError(
-                        f"{self.path} is an SQLite file with tables but no memory schema version: not a memory store.",
-                        found=0,
-                        supported=SCHEMA_VERSION,
-                    )
+                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    raise NotAMemoryStoreError(f"{self.path} gained tables while it was being opened: not a memory store.")
                 _run_script(db, SCHEMA_V2)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 return None
@@ -395,6 +591,8 @@ class MemoryStore:
         passed through the redaction hook before the transaction starts.
         """
         user_id = _require_user(user_id)
+        if session_id is not None:
+            require_unicode(session_id, "session_id")
         rows = []
         for item in facts:
             text, item_turn = (item.text, item.turn) if isinstance(item, ProposedFact) else (item, None)
@@ -432,22 +630,65 @@ class MemoryStore:
 
     # -- reading
 
+    def _facts(self, rows: Iterable[Sequence[Any]], *, limit: int | None = None, scored: bool = False) -> list[Fact]:
+        """Facts from result rows, at most `limit`; rows that are not valid UTF-8 are left out and reported.
+
+        They are listed in `self.unreadable` and named in an `UnreadableFactWarning`:
+        one bad row written by another program never hides the others.
+        """
+        facts: list[Fact] = []
+        bad: list[UnreadableFact] = []
+        for row in rows:
+            problem = _row_problem(row)
+            if problem is not None:
+                bad.append(problem)
+            else:
+                facts.append(_fact(row[:6], score=row[6] if scored else None))
+            if limit is not None and len(facts) == limit:
+                break
+        self.unreadable = tuple(bad)
+        if bad:
+            warnings.warn(
+                UnreadableFactWarning(
+                    f"{len(bad)} stored row(s) are not valid UTF-8 text and were left out: ids {[b.id for b in bad]} "
+                    f"(id {bad[0].id}, {bad[0].column}: {bad[0].reason}). Another program wrote them. "
+                    "store.unreadable lists them; store.delete_fact(user_id, id) removes one."
+                ),
+                stacklevel=3,
+            )
+        return facts
+
     def list_facts(self, user_id: str, *, session_id: str | None = None) -> list[Fact]:
-        """Every fact of `user_id` (only that session's, if given), oldest first."""
+        """Every fact of `user_id` (only that session's, if given), oldest first.
+
+        A row that is not valid UTF-8 (written by another program) is left out,
+        listed in `unreadable` and named in an `UnreadableFactWarning`.
+        """
         user_id = _require_user(user_id)
         sql = f"SELECT {_COLUMNS} FROM facts WHERE user_id = ?"
         params: list[Any] = [user_id]
         if session_id is not None:
             sql += " AND session_id = ?"
-            params.append(session_id)
-        return [_fact(row) for row in self.db.execute(sql + " ORDER BY id", params)]
+            params.append(require_unicode(session_id, "session_id"))
+        return self._facts(self.db.execute(sql + " ORDER BY id", params))
 
     def get_fact(self, user_id: str, fact_id: int) -> Fact | None:
-        """One of `user_id`'s facts by id, or None (also when it belongs to someone else)."""
+        """One of `user_id`'s facts by id, or None (also when it belongs to someone else).
+
+        Raises `UnreadableFactError` when the row is not valid UTF-8 text.
+        """
         row = self.db.execute(
             f"SELECT {_COLUMNS} FROM facts WHERE id = ? AND user_id = ?", (fact_id, _require_user(user_id))
         ).fetchone()
-        return _fact(row) if row else None
+        if row is None:
+            return None
+        problem = _row_problem(row)
+        if problem is not None:
+            raise UnreadableFactError(
+                f"fact {fact_id}'s {problem.column} is {problem.reason}: another program wrote it. "
+                "delete_fact removes it."
+            )
+        return _fact(row)
 
     def search(self, user_id: str, text: str, *, k: int = 3, session_id: str | None = None) -> list[Fact]:
         """The `k` facts of `user_id` that best match `text` (BM25 over FTS5), best first.
@@ -455,13 +696,15 @@ class MemoryStore:
         Only facts sharing at least one meaningful word with `text` are returned.
         Words are stemmed (Porter): "trains" finds "train", "allergies" finds
         "allergy", but "allergic" does not: keyword search knows no meaning. The
-        user filter is in the same SQL statement as the match.
+        user filter is in the same SQL statement as the match. Rows that are not
+        valid UTF-8 are skipped and reported as in `list_facts`.
         """
         user_id = _require_user(user_id)
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
-        query = fts_query(text)
+        query = fts_query(require_unicode(text, "the search text"))
         if not query:
+            self.unreadable = ()
             return []
         sql = (
             f"SELECT {_COLUMNS}, bm25(facts_fts) AS score FROM facts_fts JOIN facts ON facts.id = facts_fts.rowid "
@@ -470,10 +713,9 @@ class MemoryStore:
         params: list[Any] = [query, user_id]
         if session_id is not None:
             sql += " AND facts.session_id = ?"
-            params.append(session_id)
-        sql += " ORDER BY score, facts.id LIMIT ?"
-        params.append(k)
-        return [_fact(row[:6], score=row[6]) for row in self.db.execute(sql, params)]
+            params.append(require_unicode(session_id, "session_id"))
+        sql += " ORDER BY score, facts.id"  # no LIMIT: an unreadable row must not take a good one's place
+        return self._facts(self.db.execute(sql, params), limit=k, scored=True)
 
     def count(self, user_id: str | None = None) -> int:
         """How many facts are stored (for one user, if given)."""
