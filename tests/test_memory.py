@@ -641,6 +641,18 @@ def test_malformed_extractions_raise_with_the_raw_text(raw, fragment):
     assert "nothing was stored" in str(caught.value)
 
 
+@pytest.mark.parametrize("raw", ["[" * 100_000 + "]" * 100_000, "[" * 5_000 + "]" * 5_000])
+def test_deeply_nested_or_huge_replies_are_named_errors(raw):
+    with pytest.raises(ExtractionError, match="nested too deeply|over the cap") as caught:
+        parse_facts(raw)
+    assert len(caught.value.raw) <= memory.MAX_REPLY_CHARS
+    huge = '[{"fact": "Maya likes tea."}]' + " " * memory.MAX_REPLY_CHARS
+    with pytest.raises(ExtractionError, match=f"over the cap of {memory.MAX_REPLY_CHARS}"):
+        parse_facts(huge)
+    with pytest.raises(TypeError):
+        parse_facts(b"[]")
+
+
 class FakeClient:
     """Answers every call with `content`, and keeps the keyword arguments it was called with."""
 

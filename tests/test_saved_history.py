@@ -244,3 +244,136 @@ def test_check_turns_reports_wrong_shapes_as_type_errors():
         check_turns({"role": "user"})
     with pytest.raises(TypeError):
         check_turns([{"role": "user", "content": 3}])
+
+
+# --- bounded reads: what is not a history file is refused without reading it all ------------------------
+
+# Runs in a child process with a 1 GB address-space limit and a timeout: an unbounded read of
+# /dev/zero would otherwise eat the machine's memory, and a FIFO would hang the suite.
+_LOAD_IN_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from helpers.saved_history import load_history
+try:
+    load_history(sys.argv[1])
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+def load_in_child(path) -> str:
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, str(path)], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "timed out"
+    return done.stdout.strip() or done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_dev_zero_is_refused_without_reading_it():
+    assert load_in_child("/dev/zero").startswith("HistoryFileError /dev/zero: is not a regular file (it is a character device)")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "chat.json"
+    os.mkfifo(fifo)
+    assert load_in_child(fifo).startswith(f"HistoryFileError {fifo}: is not a regular file (it is a pipe)")
+
+
+def test_a_folder_is_refused(tmp_path):
+    with pytest.raises(HistoryFileError, match="not a regular file"):
+        load_history(tmp_path)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_reading_stops_at_the_cap_whatever_stat_says(monkeypatch):
+    # /proc files are regular files whose stat size is 0: only a bounded read notices they are larger.
+    assert os.stat("/proc/self/status").st_size == 0
+    monkeypatch.setattr(saved_history, "MAX_FILE_BYTES", 64)
+    with pytest.raises(HistoryFileError, match="over the cap of 64"):
+        load_history("/proc/self/status")
+
+
+@pytest.mark.parametrize("depth", [100_000, 5_000])
+def test_deeply_nested_json_is_a_named_error(tmp_path, depth):
+    path = tmp_path / "nested.json"
+    before = write(path, b"[" * depth + b"]" * depth)
+    with pytest.raises(HistoryFileError) as caught:
+        load_history(path)
+    assert "nested too deeply" in caught.value.reason or "wrong shape" in caught.value.reason
+    assert digest(path) == before
+
+
+# --- text that is not valid Unicode ----------------------------------------------------------------------
+
+
+def test_a_lone_surrogate_in_a_file_is_a_named_error(tmp_path):
+    path = tmp_path / "chat.json"
+    before = write(path, b'[{"role": "user", "content": "I love \\ud83d temples"}]')  # half of an emoji's pair
+    with pytest.raises(HistoryFileError, match=r"lone surrogate U\+D83D at character 7") as caught:
+        load_history(path)
+    assert "message 0" in caught.value.reason and digest(path) == before
+
+
+def test_a_lone_surrogate_in_memory_is_named_and_nothing_is_written(tmp_path):
+    from helpers.sanitize import LoneSurrogateError
+
+    path = tmp_path / "chat.json"
+    save_history(path, TURNS)
+    before = digest(path)
+    with pytest.raises(LoneSurrogateError, match="message 1's content") as caught:
+        save_history(path, TURNS[:1] + [{"role": "assistant", "content": "caf\udce9"}], redact=None)
+    assert isinstance(caught.value, ValueError) and caught.value.index == 3
+    assert digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["chat.json"]
+
+
+# --- saving through a symbolic link, keeping the file's mode ------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_saving_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "chat.json"
+    save_history(target, TURNS[:1])
+    link = tmp_path / "chat.json"
+    link.symlink_to(os.path.join("real", "chat.json"))
+    save_history(link, TURNS)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("real", "chat.json")
+    assert load_history(target) == TURNS
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["chat.json"], "the temporary file went next to the target"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o640, 0o644, 0o600, 0o400])
+def test_saving_keeps_the_files_mode(tmp_path, mode):
+    path = tmp_path / "chat.json"
+    save_history(path, TURNS[:1])
+    os.chmod(path, mode)
+    save_history(path, TURNS)
+    assert os.stat(path).st_mode & 0o777 == mode and load_history(path) == TURNS
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_a_new_file_is_private(tmp_path):
+    path = save_history(tmp_path / "chat.json", TURNS)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_saving_over_a_pipe_or_a_folder_is_refused(tmp_path):
+    fifo = tmp_path / "chat.json"
+    os.mkfifo(fifo)
+    with pytest.raises(HistoryFileError, match="not a regular file"):
+        save_history(fifo, TURNS)
+    assert fifo.is_fifo()
+    with pytest.raises(HistoryFileError, match="not a regular file"):
+        save_history(tmp_path, TURNS)
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop)
+    with pytest.raises(HistoryFileError, match="loop"):
+        save_history(loop, TURNS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chat.json", "loop.json"]

@@ -70,6 +70,9 @@ def extraction_request(
     ]
 
 
+MAX_REPLY_CHARS = 20_000  # an extraction reply is a few hundred characters; parse no more than this
+
+
 def _json_candidates(raw: str) -> list[str]:
     """Pieces of `raw` that may be the JSON: the whole text, a fenced block, the outermost [...] or {...}."""
     candidates = [raw.strip()]
@@ -90,8 +93,17 @@ def parse_facts(raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHAR
     ``{"facts": [...]}``), strict about *what* it holds: a list of at most
     `max_facts` objects, each with a non-empty ``"fact"`` string of at most
     `max_chars` characters and, optionally, an integer ``"turn"`` (between 1 and
-    `user_turns`, if given). One bad item rejects the whole reply.
+    `user_turns`, if given). One bad item rejects the whole reply. A reply longer
+    than `MAX_REPLY_CHARS`, or nested deeper than the JSON parser allows, is
+    refused before or while parsing, with `ExtractionError`, never a raw error.
     """
+    if not isinstance(raw, (str, type(None))):
+        raise TypeError(f"parse_facts expects the reply's text (a str), not {type(raw).__name__}")
+    if raw is not None and len(raw) > MAX_REPLY_CHARS:
+        raise ExtractionError(
+            f"The reply has {len(raw)} characters, over the cap of {MAX_REPLY_CHARS}: not parsed; nothing was stored.",
+            raw=raw[:MAX_REPLY_CHARS],
+        )
     data: Any = None
     other: Any = None  # the first JSON value found that is not a list of facts
     for candidate in _json_candidates(raw or ""):
@@ -99,6 +111,9 @@ def parse_facts(raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHAR
             parsed = json.loads(candidate)
         except json.JSONDecodeError:
             continue
+        except RecursionError as error:
+            raise ExtractionError("The reply's JSON is nested too deeply to be a list of facts; nothing was stored.",
+                                  raw=raw) from error
         if isinstance(parsed, dict) and isinstance(parsed.get("facts"), list):
             parsed = parsed["facts"]
         if isinstance(parsed, list):
