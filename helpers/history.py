@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Collection, Literal, Sequence
 
 from .backend.client import count_tokens, current_settings
 from .errors import HelpersError
@@ -95,6 +95,7 @@ def trim_to_budget(
     max_prompt_tokens: int,
     *,
     count: TokenCounter = count_tokens,
+    pinned: Callable[[Message], bool] | Collection[Message] | None = None,
 ) -> list[Message]:
     """The newest turns that fit in `max_prompt_tokens`, with every system message, as a new list.
 
@@ -102,30 +103,50 @@ def trim_to_budget(
     `helpers.count_tokens`, exact on the embedded model) is within the budget. The
     system messages (a running summary included) and the newest turn are always
     kept; when even they do not fit, raises `HistoryTooLongError` with the figures.
+
+    `pinned` names other messages that are never dropped, kept in their place:
+    a predicate (``pinned=lambda m: m is summary``), or a collection of the message
+    objects themselves, matched by identity (``pinned=[summary, memories]``). Pin
+    the messages your own code made (a summary sent as data, retrieved memories),
+    never by what their text looks like: a user can type anything. Pinned
+    messages are not part of any turn; the turns are formed from the rest.
     """
     if max_prompt_tokens < 1:
         raise ValueError(f"max_prompt_tokens must be positive, not {max_prompt_tokens}")
-    system_positions, turns = split_turns(history)
+    if pinned is None:
+        pinned_positions: set[int] = set()
+    elif callable(pinned):
+        pinned_positions = {position for position, message in enumerate(history) if pinned(message)}
+    else:
+        pinned_ids = {id(message) for message in pinned}
+        pinned_positions = {position for position, message in enumerate(history) if id(message) in pinned_ids}
+    system_positions, _ = split_turns(history)
+    kept = set(system_positions) | pinned_positions
+    free = [position for position in range(len(history)) if position not in kept]
+    _, free_turns = split_turns([history[position] for position in free])
+    turns = [[free[index] for index in turn] for turn in free_turns]
+    always = sorted(kept)
     if not turns:
         raise ValueError("the history has no user turn to send")
     # Fewest turns first would need n counts in the common case; a binary search needs log n.
     low, high = 1, len(turns)  # the answer: the most turns that fit, at least 1
-    smallest = _keep(history, system_positions, turns[-1:])
+    smallest = _keep(history, always, turns[-1:])
     needed = int(count(smallest))
     if needed > max_prompt_tokens:
+        what = "system messages" if len(always) == len(system_positions) else "system and pinned messages"
         raise HistoryTooLongError(
-            f"The system messages and the newest turn alone take {needed} prompt tokens, over the budget of "
+            f"The {what} and the newest turn alone take {needed} prompt tokens, over the budget of "
             f"{max_prompt_tokens}. Shorten the newest message or the system prompt, or raise the budget.",
             needed=needed,
             budget=max_prompt_tokens,
         )
     while low < high:  # prompt size only grows with more turns kept
         middle = (low + high + 1) // 2
-        if int(count(_keep(history, system_positions, turns[-middle:]))) <= max_prompt_tokens:
+        if int(count(_keep(history, always, turns[-middle:]))) <= max_prompt_tokens:
             low = middle
         else:
             high = middle - 1
-    return _keep(history, system_positions, turns[-low:])
+    return _keep(history, always, turns[-low:])
 
 
 # --- Summaries -----------------------------------------------------------------

@@ -3,17 +3,23 @@
 When the prompt plus `max_tokens` does not fit the model's context window, the
 API answers `openai.BadRequestError` with code ``context_length_exceeded`` (the
 embedded model raises the very same error). `send_with_retry` then trims the
-history **once** with `trim_keeping_context` (every system message is kept, and
-so is every message that carries a data block, such as a summary or memories sent
-with `helpers.sanitize.data_message` or `helpers.memory.memory_message`; the
-newest turn is kept) to the budget the error implies: the context limit minus
-`max_tokens`.
+history **once** with `helpers.history.trim_to_budget` to the budget the error
+implies: the context limit minus `max_tokens`. Every system message and the
+newest turn are kept, and so is every message named in ``pinned=``: the messages
+*your code* made, such as a summary sent with `helpers.sanitize.data_message` or
+memories from `helpers.memory.memory_message`, named by identity
+(``pinned=[summary]``). Nothing is pinned because of what its text looks like, so
+a user who types a fake ``<memory-…>`` block gets an ordinary message, dropped
+like any other old turn.
 If the trimmed prompt still does not fit, or cannot be trimmed enough, it
 raises `ContextOverflowError`. It never loops.
 
 `chat_turn` is one turn of the loop around it: the history is only extended,
 and saved, after a successful call; a failed turn changes neither the list nor
-the file.
+the file. What will be saved is checked *before* the call (a user message that
+the file would refuse stops the turn before anything is paid for); if the reply
+itself cannot be saved, `TurnNotSavedError` carries the finished turn, so the
+reply is not lost.
 """
 
 from __future__ import annotations
@@ -21,22 +27,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import openai
 
 from .backend.client import count_tokens
 from .errors import HelpersError
-from .history import HistoryTooLongError, TokenCounter
+from .history import HistoryTooLongError, TokenCounter, trim_to_budget
 from .payload import assistant_message
-from .saved_history import save_history
+from .saved_history import SavedHistoryError, history_document, save_history
 
 Message = dict[str, Any]
 Trimmer = Callable[..., list[Message]]
+Pinned = Callable[[Message], bool] | Collection[Message]
 
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
-# A message whose text ends with a data block from helpers.sanitize.data_block: <label-123...>...</label-123...>
-_DATA_BLOCK_AT_END = re.compile(r"<([a-z][a-z0-9_]{0,39})-([0-9a-f]{8,64})>\n.*\n</\1-\2>\Z", re.DOTALL)
 _LIMIT_IN_MESSAGE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 
 
@@ -68,59 +73,6 @@ def context_limit(error: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def is_context_message(message: Message) -> bool:
-    """True for a message trimming must keep: a system message, or one ending with a data block
-    (a summary from `helpers.sanitize.data_message`, memories from `helpers.memory.memory_message`)."""
-    if message.get("role") in ("system", "developer"):
-        return True
-    return isinstance(message.get("content"), str) and bool(_DATA_BLOCK_AT_END.search(message["content"]))
-
-
-def trim_keeping_context(messages: Sequence[Message], max_prompt_tokens: int, *, count: TokenCounter = count_tokens) -> list[Message]:
-    """The newest turns that fit in `max_prompt_tokens`, with every context message, as a new list.
-
-    Like `helpers.history.trim_to_budget`, but a summary or memories sent as data
-    in a *user* message are kept too (`is_context_message`), in their place: only
-    ordinary turns are dropped, oldest first, and the newest turn always stays.
-    Raises `HistoryTooLongError` when the context messages and the newest turn
-    alone are over the budget.
-    """
-    if max_prompt_tokens < 1:
-        raise ValueError(f"max_prompt_tokens must be positive, not {max_prompt_tokens}")
-    pinned = [i for i, m in enumerate(messages) if is_context_message(m)]
-    turns: list[list[int]] = []
-    for i, message in enumerate(messages):
-        if i in pinned:
-            continue
-        if message.get("role") == "user" or not turns:
-            turns.append([i])
-        else:
-            turns[-1].append(i)
-    if not turns:
-        raise ValueError("the history has no turn to send")
-
-    def keep(n: int) -> list[Message]:
-        chosen = set(pinned).union(*turns[-n:])
-        return [dict(m) for i, m in enumerate(messages) if i in chosen]
-
-    needed = int(count(keep(1)))
-    if needed > max_prompt_tokens:
-        raise HistoryTooLongError(
-            f"The system and data messages and the newest turn alone take {needed} prompt tokens, over the budget of "
-            f"{max_prompt_tokens}. Shorten the newest message, the system prompt or the summary, or raise the budget.",
-            needed=needed,
-            budget=max_prompt_tokens,
-        )
-    low, high = 1, len(turns)  # the most turns that fit; prompt size grows with every turn kept
-    while low < high:
-        middle = (low + high + 1) // 2
-        if int(count(keep(middle))) <= max_prompt_tokens:
-            low = middle
-        else:
-            high = middle - 1
-    return keep(low)
-
-
 @dataclass(frozen=True)
 class SendResult:
     """A successful call: the response, the messages actually sent, and whether they were trimmed."""
@@ -146,7 +98,8 @@ def send_with_retry(
     n_ctx: int | None = None,
     safety_margin: int = 0,
     count: TokenCounter = count_tokens,
-    trim: Trimmer = trim_keeping_context,
+    pinned: Pinned | None = None,
+    trim: Trimmer = trim_to_budget,
     **create_options: Any,
 ) -> SendResult:
     """Send `messages`; on ``context_length_exceeded``, trim once to fit and send again.
@@ -154,9 +107,10 @@ def send_with_retry(
     The budget for the retry is the context limit (read from the error message,
     else `n_ctx`) minus `max_tokens` minus `safety_margin` (use a margin when
     `count` only estimates, as it does for a provider). `trim(messages, budget,
-    count=count)` chooses what to keep; the default, `trim_keeping_context`, keeps
-    every system message and data-block message (a summary, memories) and the
-    newest turns that fit.
+    count=count, pinned=pinned)` chooses what to keep; the default,
+    `helpers.history.trim_to_budget`, keeps every system message, the messages
+    `pinned` names (a predicate, or the message objects, matched by identity) and
+    the newest turns that fit.
 
     Raises `ContextOverflowError` when the limit is unknown, when even the system
     messages and the newest turn exceed the budget, or when the trimmed request
@@ -183,7 +137,7 @@ def send_with_retry(
     try:
         if budget < 1:
             raise HistoryTooLongError(f"max_tokens={max_tokens} leaves no room for a prompt", needed=1, budget=budget)
-        trimmed = trim(messages, budget, count=count)
+        trimmed = trim(messages, budget, count=count, pinned=pinned)
     except HistoryTooLongError as error:
         raise ContextOverflowError(
             f"Stopped: the prompt does not fit the {limit}-token context window with max_tokens={max_tokens}, and "
@@ -213,6 +167,21 @@ class TurnResult:
     call: SendResult
 
 
+class TurnNotSavedError(HelpersError):
+    """The call succeeded but the new history could not be saved; `.turn` holds the finished turn (reply included).
+
+    The file is as it was. The cause (`__cause__`) says why, e.g. the model's reply
+    holds markup that a saved history may not carry.
+    """
+
+    def __init__(self, turn: TurnResult, path: Path | str, error: BaseException):
+        super().__init__(
+            f"The reply arrived but the history was not saved to {path} ({type(error).__name__}: {error}). "
+            "The file is unchanged; the finished turn, reply included, is in this error's .turn."
+        )
+        self.turn = turn
+
+
 def chat_turn(
     client: Any,
     history: Sequence[Message],
@@ -230,11 +199,22 @@ def chat_turn(
     list and the file are exactly as they were. The returned history is the full
     one (trimming only shapes what is sent), so a summary or older turns are not
     lost; trim or summarize it before the next turn to avoid another overflow.
+
+    With `save_to`, the history and `user_text` are checked and redacted as
+    `save_history` would, before the call: markup a saved history refuses raises
+    `UntrustedHistoryError` and no call is made. If the reply cannot be saved,
+    `TurnNotSavedError` is raised with the finished turn in `.turn`.
     """
-    outgoing = [dict(m) for m in history] + [{"role": "user", "content": user_text}]
-    call = send_with_retry(client, outgoing, model=model, max_tokens=max_tokens, **options)
-    reply = assistant_message(call.response)
-    new_history = outgoing + [reply]
+    user = {"role": "user", "content": user_text}
     if save_to is not None:
-        save_history(save_to, new_history)
-    return TurnResult(history=new_history, reply=reply["content"], call=call)
+        history_document(list(history) + [user])  # raises now, before the paid call, if the file would refuse it
+    # The caller's own message objects are sent, so `pinned=` can name them by identity.
+    call = send_with_retry(client, list(history) + [user], model=model, max_tokens=max_tokens, **options)
+    reply = assistant_message(call.response)
+    turn = TurnResult(history=[dict(m) for m in history] + [dict(user), reply], reply=reply["content"], call=call)
+    if save_to is not None:
+        try:
+            save_history(save_to, turn.history)
+        except (SavedHistoryError, ValueError, OSError) as error:
+            raise TurnNotSavedError(turn, save_to, error) from error
+    return turn

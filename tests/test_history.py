@@ -143,6 +143,44 @@ def test_trim_to_budget_needs_a_user_turn():
         trim_to_budget([SYSTEM], 100)
 
 
+def chars(messages) -> int:  # a stand-in counter: one "token" per character
+    return sum(len(m["content"]) for m in messages)
+
+
+def test_trim_to_budget_keeps_pinned_messages_in_place_and_forms_turns_from_the_rest():
+    summary = {"role": "user", "content": "<conversation_summary-000000000001>\nMaya: shellfish.\n</conversation_summary-000000000001>"}
+    memory = {"role": "user", "content": "<memory-000000000002>\n1. \"Maya likes tea.\"\n</memory-000000000002>"}
+    history = make_history(6)
+    history = history[:1] + [summary] + history[1:-1] + [memory] + history[-1:]
+    before = copy.deepcopy(history)
+    budget = chars([SYSTEM, summary, memory, history[-1]]) + 2 * chars(history[2:4]) + 5
+    trimmed = trim_to_budget(history, budget, count=chars, pinned=[summary, memory])
+    assert history == before
+    assert trimmed[:2] == [SYSTEM, summary] and trimmed[-2:] == [memory, history[-1]]
+    assert trimmed[2:-2] == history[-6:-2], "the two newest whole turns before the memory message"
+    assert chars(trimmed) <= budget and no_orphans(trimmed)
+    assert trim_to_budget(history, budget, count=chars, pinned=lambda m: m is summary or m is memory) == trimmed
+    unpinned = trim_to_budget(history, budget, count=chars)
+    assert summary not in unpinned, "text that looks like a block earns nothing: the oldest turn goes first"
+
+
+def test_trim_to_budget_pins_by_identity_not_equality():
+    history = make_history(3)
+    twin = dict(history[1])  # equal to the oldest question, but another object
+    assert trim_to_budget(history, chars([SYSTEM, history[-1]]), count=chars, pinned=[twin]) == [SYSTEM, history[-1]]
+    kept = trim_to_budget(history, chars([SYSTEM, history[1], history[-1]]), count=chars, pinned=[history[1]])
+    assert kept == [SYSTEM, history[1], history[-1]]
+
+
+def test_trim_to_budget_with_pinned_messages_names_them_when_nothing_fits():
+    history = make_history(2)
+    with pytest.raises(HistoryTooLongError, match="system and pinned messages") as caught:
+        trim_to_budget(history, chars([SYSTEM, history[-1]]), count=chars, pinned=[history[1]])
+    assert caught.value.needed == chars([SYSTEM, history[1], history[-1]])
+    with pytest.raises(ValueError, match="no user turn"):
+        trim_to_budget(history[:2], 1000, count=chars, pinned=[history[1]])
+
+
 # --- summaries with a scripted fake client -------------------------------------------
 
 
