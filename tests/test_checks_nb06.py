@@ -100,3 +100,12 @@ def test_the_library_data_block_passes():
 def test_breakable_blocks_fail_with_a_hint(make_block, hint):
     with pytest.raises(ChallengeNotPassed, match=hint):
         check_data_block(make_block)
+
+
+def test_the_package_redacts_the_challenge_ibans_and_leaves_the_look_alikes():
+    from helpers.sanitize import redact
+
+    for iban in VALID_IBANS:
+        assert redact(f"Please wire the deposit to {iban}, thanks.").found == {"iban": 1}, iban
+    for control in NOT_IBANS:
+        assert redact(f"Reference: {control}.").found == {}, control

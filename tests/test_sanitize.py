@@ -66,14 +66,42 @@ def test_timestamp_passes_luhn_but_is_not_a_card():
 
 # --- redact: positives --------------------------------------------------------------
 
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
+       ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")  # jwt.io's example token
+PEM_BODY = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK"
+
 POSITIVES = {
     "openai_key": ["sk-" + "A1b2C3d4" * 6, "sk-proj-" + "Xy_9-" * 20],
-    "aws_access_key": ["AKIAIOSFODNN7EXAMPLE", "AKIA" + "Z9" * 8],
-    "github_token": ["ghp_" + "a1B2c3" * 6],
+    "aws_access_key": ["AKIAIOSFODNN7EXAMPLE", "AKIA" + "Z9" * 8, "ASIAIOSFODNN7EXAMPLE"],
+    "aws_secret_key": ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "Ab3+" * 10],
+    "github_token": ["ghp_" + "a1B2c3" * 6, "gho_" + "Z9y8X7" * 6, "github_pat_11ABCDEFG0" + "aB3_" * 15],
+    "gitlab_token": ["glpat-" + "xY9_zW8-" * 3],
+    "google_api_key": ["AIza" + "SyA-1b2C3d4E5f6G7h8I9j0K1l2M3n4O5pQ"],
+    "slack_token": ["xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "xoxp-" + "1234-" * 4 + "abcd"],
+    "stripe_key": ["sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "sk_test_" + "Aa1" * 8, "rk_live_" + "Zz9" * 8],
+    "huggingface_token": ["hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz01234567"],
+    "jwt": [JWT],
+    "private_key": [f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n-----END RSA PRIVATE KEY-----",
+                    f"-----BEGIN PRIVATE KEY----- {PEM_BODY.replace(chr(10), ' ')} -----END PRIVATE KEY-----",
+                    f"-----BEGIN OPENSSH PRIVATE KEY-----\n{PEM_BODY}\n-----END OPENSSH PRIVATE KEY-----",
+                    f"-----BEGIN ENCRYPTED PRIVATE KEY-----\n{PEM_BODY}",  # pasted without its END line
+                    "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B\n\n"
+                    f"{PEM_BODY}\n-----END EC PRIVATE KEY-----"],
     "email": ["ada@example.com", "ada.lovelace+trip@mail.example.co.uk", "X_Y-z@sub-domain.org"],
+    "iban": ["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "GB82 WEST 1234 5698 7654 32",
+             "FR14 2004 1010 0505 0001 3M02 606", "NL91ABNA0417164300"],
     "phone": ["+44 20 7946 0958", "+1 (555) 123-4567", "+4915112345678", "+33 1 23 45 67 89", "(555) 123-4567",
               "555-123-4567", "555.123.4567", "020 7946 0958", "01 23 45 67 89", "030/1234567"],
-    "card_number": ["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "3782 822463 10005", "5555555555554444"],
+    "us_ssn": ["123-45-6789", "219-09-9999"],
+    "card_number": ["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "3782 822463 10005", "5555555555554444",
+                    "4111.1111.1111.1111", "3782.822463.10005"],
+}
+# Redacted in place, but not whole: the word before the credential stays.
+PARTIAL = {
+    "bearer_token": [("Authorization: Bearer abcDEF123ghiJKL456mno", "Authorization: Bearer [REDACTED:bearer_token]"),
+                     ("bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0", "bearer [REDACTED:bearer_token]"),
+                     (f"Bearer {JWT}", "Bearer [REDACTED:jwt]")],
+    "aws_secret_key": [("aws_secret_access_key=" + "Ab3+" * 10, "aws_secret_access_key=[REDACTED:aws_secret_key]")],
 }
 
 
@@ -83,6 +111,21 @@ def test_each_secret_is_redacted_and_counted(kind, secret):
     assert result.text == f"Here it is: [REDACTED:{kind}]. Thanks!"
     assert result.found == {kind: 1}
     assert secret not in repr(result) and secret not in str(result)
+
+
+@pytest.mark.parametrize("kind,text,expected", [(kind, t, e) for kind, pairs in PARTIAL.items() for t, e in pairs])
+def test_only_the_credential_is_redacted(kind, text, expected):
+    result = redact(f"Header: {text}.")
+    assert result.text == f"Header: {expected}."
+    assert sum(result.found.values()) == 1
+
+
+def test_every_kind_is_tested_and_documented():
+    kinds = [kind for kind, _ in sanitize.detected_kinds()]
+    assert sorted(kinds) == sorted(set(POSITIVES) | set(PARTIAL)), "a positive example for every detector"
+    for kind, description in sanitize.detected_kinds():
+        assert f"``{kind}``" in sanitize.__doc__, f"the module docstring lists {kind}"
+        assert description
 
 
 def test_counts_every_occurrence_of_every_kind():
@@ -132,6 +175,42 @@ NEGATIVES = [
     "AKIA is not a key",
     "ghp_tooshort",
     "ada at example dot com",
+    # numbers that are not phones (issue 12: both were redacted)
+    "invoice 04-2026-0001",
+    "chapters 01 02 03 04 05",
+    "see 01 02 03 04 05",
+    "Invoice no. 02 9876 5432",
+    "ticket #555-123-4567",
+    # IBAN look-alikes whose mod-97 check fails, and other codes
+    "GB82 WEST 1234 5698 7654 33",
+    "DE00 3704 0044 0532 0130 00",
+    "ISBN 978-3-16-148410-0",
+    "AB12 CDEF",
+    # SSN-shaped numbers the SSA never issues
+    "000-12-3456",
+    "666-12-3456",
+    "900-12-3456",
+    "123-00-4567",
+    "123-45-0000",
+    # a dotted number that fails Luhn, versions and addresses
+    "4111.1111.1111.1112",
+    "version 1.2.3.4",
+    "10.0.0.1",
+    # look like keys, are not
+    "-----BEGIN CERTIFICATE-----",
+    "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo\n-----END PUBLIC KEY-----",
+    "3f786850e387550fdab836ed7e6dc881de23001b",  # a git commit id: 40 hex characters, lower case only
+    "123e4567-e89b-12d3-a456-426614174000",
+    "Bearer of bad news",
+    "bearer bonds and bearer-instruments",
+    "sk_test_short",
+    "pk_live_" + "Aa1" * 8,  # a publishable key is public
+    "eyJ is how base64 JSON starts",
+    "hf_model_name",
+    "glpat-short",
+    "AIzaShort",
+    "xox-nope",
+    "Users/Maya/Documents/Japan/Trip/Itinerary",  # a path: no digit
 ]
 
 

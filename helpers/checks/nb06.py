@@ -12,8 +12,10 @@ import re
 import unicodedata
 from typing import Callable
 
+from ..sanitize import iban_valid as iban_checksum_valid
 from ..sanitize import invisible_characters
-from . import ChallengeNotPassed, require as _require
+from . import ChallengeNotPassed
+from . import require as _require
 
 __all__ = ["ChallengeNotPassed", "check_data_block", "check_iban_redactor", "iban_checksum_valid"]
 
@@ -37,15 +39,6 @@ NOT_IBANS = (
     "order GB-2024-0017",
     "ISBN 978-3-16-148410-0",
 )
-
-
-def iban_checksum_valid(iban: str) -> bool:
-    """The ISO 13616 check: move the first 4 characters to the end, letters to 10-35, the number mod 97 is 1."""
-    compact = re.sub(r"\s", "", iban).upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", compact):
-        return False
-    digits = "".join(str(int(char, 36)) for char in compact[4:] + compact[:4])
-    return int(digits) % 97 == 1
 
 
 def check_iban_redactor(redact_iban: Callable[[str], str]) -> dict[str, int]:
