@@ -57,11 +57,13 @@ UTF-16 surrogate pair (not valid Unicode, so it cannot be written as UTF-8).
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Pattern
+from re import Pattern
 
 from .errors import HelpersError
 
@@ -169,7 +171,7 @@ def _phone_ok(match: re.Match[str]) -> bool:
     if _NOT_A_PHONE_LABEL.search(match.string[max(0, match.start() - 40) : match.start()]):
         return False
     groups = [int(group) for group in re.findall(r"\d+", candidate)]
-    if len(groups) >= 3 and all(b - a == 1 for a, b in zip(groups, groups[1:])):
+    if len(groups) >= 3 and all(b - a == 1 for a, b in itertools.pairwise(groups)):
         return False  # 01 02 03 04 05: a counted list
     if candidate.startswith("0"):  # European national format: one kind of separator, 10-11 digits
         separators = set(re.sub(r"\d", "", candidate))

@@ -36,8 +36,9 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .errors import HelpersError
 from .sanitize import LoneSurrogateError, require_unicode, sanitize_for_storage, strip_invisible

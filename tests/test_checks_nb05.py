@@ -3,9 +3,8 @@
 import pytest
 
 from helpers import count_tokens
-from helpers.memory import memory_message, with_memory
 from helpers.checks.nb05 import ChallengeNotPassed, check_forget_user, check_recall
-
+from helpers.memory import memory_message, with_memory
 
 # --- challenge 1: forget a user -------------------------------------------------------------
 

@@ -7,7 +7,6 @@ import unicodedata
 
 import pytest
 
-from helpers.sanitize import data_block, strip_invisible
 from helpers.checks.nb06 import (
     NOT_IBANS,
     VALID_IBANS,
@@ -16,6 +15,7 @@ from helpers.checks.nb06 import (
     check_iban_redactor,
     iban_checksum_valid,
 )
+from helpers.sanitize import data_block, strip_invisible
 
 IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 

@@ -21,15 +21,15 @@ from helpers.memory import (
     NotAMemoryStoreError,
     ProposedFact,
     RedactionError,
+    RejectedFact,
     SchemaVersionError,
     check_fts5,
     extract_facts,
     extraction_request,
     fts_query,
+    ground_facts,
     memory_message,
     parse_facts,
-    RejectedFact,
-    ground_facts,
     render_memory_block,
     with_memory,
 )
@@ -401,7 +401,7 @@ def test_a_second_writer_waits_for_the_first(path):
                 db.execute("INSERT INTO facts (user_id, text, created_at) VALUES ('maya', 'held', 'now')")
                 started.set()
                 time.sleep(0.3)
-        except BaseException as error:  # surfaced below instead of hanging the main thread
+        except BaseException as error:  # noqa: BLE001 - surfaced below instead of hanging the main thread
             errors.append(error)
         finally:
             started.set()
@@ -427,9 +427,8 @@ def test_without_enough_busy_timeout_the_lock_error_appears(path):
     """The control for the test above: with no time to wait, SQLite says 'database is locked'."""
     first, impatient = MemoryStore(path), MemoryStore(path, busy_timeout=0)
     try:
-        with first.write():
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                impatient.add_fact("ben", "Ben did not wait.")
+        with first.write(), pytest.raises(sqlite3.OperationalError, match="locked"):
+            impatient.add_fact("ben", "Ben did not wait.")
         assert impatient.count() == 0
     finally:
         first.close()

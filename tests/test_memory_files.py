@@ -150,7 +150,7 @@ def _chattr_works(tmp_path_factory) -> bool:
         return False
     probe = tmp_path_factory.mktemp("chattr") / "probe"
     probe.write_text("x")
-    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True, check=False).returncode != 0:
         return False
     subprocess.run(["chattr", "-i", str(probe)], check=True)
     return True
@@ -183,18 +183,16 @@ def filled_store(path):
 
 def test_a_read_only_file_in_a_read_only_folder_is_named_not_fts5(path, immutable):
     before = filled_store(path)
-    with immutable(path, path.parent):
-        with pytest.raises(MemoryStoreReadOnlyError, match="read-only") as caught:
-            MemoryStore(path)
+    with immutable(path, path.parent), pytest.raises(MemoryStoreReadOnlyError, match="read-only") as caught:
+        MemoryStore(path)
     assert not isinstance(caught.value, memory.FTS5UnavailableError)
     assert snapshot(path.parent) == before
 
 
 def test_a_read_only_file_in_a_writable_folder_is_named_and_leaves_no_wal_or_shm(path, immutable):
     before = filled_store(path)
-    with immutable(path):
-        with pytest.raises(MemoryStoreReadOnlyError, match=str(path)):
-            MemoryStore(path)
+    with immutable(path), pytest.raises(MemoryStoreReadOnlyError, match=str(path)):
+        MemoryStore(path)
     assert snapshot(path.parent) == before
 
 
@@ -213,9 +211,8 @@ def test_when_only_sqlite_finds_the_file_read_only_the_error_is_still_named(path
     rollback_journal_file(path, version=1, script=memory.SCHEMA_V1)  # needs a migration: a write at open
     before = snapshot(path.parent)
     monkeypatch.setattr(memory.store, "_writable", lambda target: None)
-    with immutable(path):
-        with pytest.raises(MemoryStoreReadOnlyError, match="read-only") as caught:
-            MemoryStore(path)
+    with immutable(path), pytest.raises(MemoryStoreReadOnlyError, match="read-only") as caught:
+        MemoryStore(path)
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
     assert snapshot(path.parent) == before
 

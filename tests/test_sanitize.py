@@ -85,8 +85,8 @@ POSITIVES = {
                     f"-----BEGIN PRIVATE KEY----- {PEM_BODY.replace(chr(10), ' ')} -----END PRIVATE KEY-----",
                     f"-----BEGIN OPENSSH PRIVATE KEY-----\n{PEM_BODY}\n-----END OPENSSH PRIVATE KEY-----",
                     f"-----BEGIN ENCRYPTED PRIVATE KEY-----\n{PEM_BODY}",  # pasted without its END line
-                    "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B\n\n"
-                    f"{PEM_BODY}\n-----END EC PRIVATE KEY-----"],
+                    ("-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B\n\n"
+                     f"{PEM_BODY}\n-----END EC PRIVATE KEY-----")],
     "email": ["ada@example.com", "ada.lovelace+trip@mail.example.co.uk", "X_Y-z@sub-domain.org"],
     "iban": ["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "GB82 WEST 1234 5698 7654 32",
              "FR14 2004 1010 0505 0001 3M02 606", "NL91ABNA0417164300"],

@@ -266,7 +266,8 @@ def load_in_child(path) -> str:
     import sys
 
     try:
-        done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, str(path)], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, str(path)], capture_output=True, text=True,
+                              timeout=60, check=False)
     except subprocess.TimeoutExpired:
         return "timed out"
     return done.stdout.strip() or done.stderr.strip().splitlines()[-1]

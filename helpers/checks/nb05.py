@@ -12,12 +12,14 @@ from __future__ import annotations
 import copy
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..backend.client import count_tokens
 from ..memory import MemoryStore
-from . import ChallengeNotPassed, require as _require
+from . import ChallengeNotPassed
+from . import require as _require
 
 __all__ = ["ChallengeNotPassed", "check_forget_user", "check_recall"]
 

@@ -8,9 +8,8 @@ negative controls. Read one with `check_iban_redactor??` in a notebook.
 
 from __future__ import annotations
 
-import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 from ..sanitize import iban_valid as iban_checksum_valid
 from ..sanitize import invisible_characters
@@ -117,7 +116,7 @@ def check_data_block(make_block: MakeBlock, *, label: str = "notes") -> dict[str
             f"The text {attack[:40]!r} put the closing marker inside the block: escape '<' (and look-alikes) in the text.",
         )
         opening, _, rest = block.partition("\n")
-        body = rest[: -len(closing)] if rest.endswith(closing) else rest
+        body = rest.removesuffix(closing)
         _require(bool(opening) and bool(rest), "Put the opening marker on a line of its own, then the text, then the closing marker.")
         brackets = sorted(set(body) & _BRACKETS)
         _require(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..backend.client import current_settings
 from .store import MAX_FACT_CHARS, STOPWORDS, ExtractionError, Message, ProposedFact
@@ -28,10 +29,14 @@ EXTRACTION_INSTRUCTIONS = (
 # follow a description of it. Its facts are about someone else, so a fact copied from it is not
 # supported by anything the user said, and `ground_facts` rejects it.
 EXTRACTION_EXAMPLE = (
-    "Conversation:\n<conversation>\nuser message 1: Hello, my name is Tom.\n"
-    "user message 2: I am vegetarian and I live in Oslo.\n</conversation>",
-    '[{"fact": "The user is called Tom.", "turn": 1}, {"fact": "The user is vegetarian.", "turn": 2}, '
-    '{"fact": "The user lives in Oslo.", "turn": 2}]',
+    (
+        "Conversation:\n<conversation>\nuser message 1: Hello, my name is Tom.\n"
+        "user message 2: I am vegetarian and I live in Oslo.\n</conversation>"
+    ),
+    (
+        '[{"fact": "The user is called Tom.", "turn": 1}, {"fact": "The user is vegetarian.", "turn": 2}, '
+        '{"fact": "The user lives in Oslo.", "turn": 2}]'
+    ),
 )
 
 
@@ -142,10 +147,10 @@ def parse_facts(raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHAR
         if len(text) > max_chars:
             raise ExtractionError(f"{where}'s fact has {len(text)} characters, over the cap of {max_chars}; nothing was stored.", raw=raw)
         turn = item.get("turn")
-        if turn is not None:
-            if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1 or (user_turns is not None and turn > user_turns):
-                limit = f" between 1 and {user_turns}" if user_turns is not None else " of at least 1"
-                raise ExtractionError(f"{where}'s turn {turn!r} is not an integer{limit}; nothing was stored.", raw=raw)
+        bad_turn = isinstance(turn, bool) or not isinstance(turn, int) or turn < 1
+        if turn is not None and (bad_turn or (user_turns is not None and turn > user_turns)):
+            limit = f" between 1 and {user_turns}" if user_turns is not None else " of at least 1"
+            raise ExtractionError(f"{where}'s turn {turn!r} is not an integer{limit}; nothing was stored.", raw=raw)
         facts.append(ProposedFact(text=text, turn=turn))
     return facts
 
@@ -154,9 +159,7 @@ def parse_facts(raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHAR
 
 # Words that say nothing about *what* a fact is: a fact made only of these is supported by nothing.
 GENERIC_WORDS = STOPWORDS | frozenset(
-    """user users she he her his him they them she's he's called named name is likes like liked loves love
-    prefers prefer preferred wants want wanted needs need has have having would rather also always really
-    very much lot lots one two some thing things re ll ve""".split()
+    ["user", "users", "she", "he", "her", "his", "him", "they", "them", "she's", "he's", "called", "named", "name", "is", "likes", "like", "liked", "loves", "love", "prefers", "prefer", "preferred", "wants", "want", "wanted", "needs", "need", "has", "have", "having", "would", "rather", "also", "always", "really", "very", "much", "lot", "lots", "one", "two", "some", "thing", "things", "re", "ll", "ve"]
 )
 
 

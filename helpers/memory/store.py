@@ -48,14 +48,18 @@ import re
 import sqlite3
 import stat
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HelpersError
-from ..sanitize import LoneSurrogateError, data_block, lone_surrogate, require_unicode, sanitize_for_storage, strip_invisible
+from ..sanitize import data_block, lone_surrogate, require_unicode, sanitize_for_storage, strip_invisible
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 Message = dict[str, Any]
 Redactor = Callable[[str], Any]  # returns the redacted text, or an object with a `.text` attribute
@@ -240,9 +244,7 @@ _SIDECARS = ("-wal", "-shm", "-journal")  # files SQLite keeps next to the datab
 # --- Retrieval query ------------------------------------------------------------------
 
 STOPWORDS = frozenset(
-    """a about am an and any are as at be been but by can could did do does for from had has have how i i'm
-    if in into is it its me my no not of on or our please should so than that the their them then there these
-    they this to up us was we were what when where which who why will with would you your near""".split()
+    ["a", "about", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "i'm", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "please", "should", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "up", "us", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your", "near"]
 )
 MAX_QUERY_WORDS = 32
 
@@ -454,10 +456,10 @@ class MemoryStore:
             self._db.close()
             self._db = None
 
-    def __enter__(self) -> "MemoryStore":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -744,7 +746,7 @@ MEMORY_HEADER = (
 )
 
 
-def _fact_line(number: int, fact: "Fact | str") -> str:
+def _fact_line(number: int, fact: Fact | str) -> str:
     """One numbered fact: its text as a JSON string (one line, quotes escaped), then its source."""
     text = fact.text if isinstance(fact, Fact) else fact
     if not isinstance(text, str):
@@ -755,7 +757,7 @@ def _fact_line(number: int, fact: "Fact | str") -> str:
     return line
 
 
-def render_memory_block(facts: Sequence["Fact | str"], *, label: str = MEMORY_LABEL, nonce: str | None = None):
+def render_memory_block(facts: Sequence[Fact | str], *, label: str = MEMORY_LABEL, nonce: str | None = None):
     """The facts as a delimited block of data: one quoted fact per line, with its source.
 
     ::
@@ -775,7 +777,7 @@ def render_memory_block(facts: Sequence["Fact | str"], *, label: str = MEMORY_LA
     return data_block("\n".join(lines), label, nonce=nonce)
 
 
-def memory_message(facts: Sequence["Fact | str"], *, header: str = MEMORY_HEADER, nonce: str | None = None) -> Message:
+def memory_message(facts: Sequence[Fact | str], *, header: str = MEMORY_HEADER, nonce: str | None = None) -> Message:
     """A *user* message holding the facts as a delimited data block (never a system message).
 
     `header` may name the block's markers with ``{opening}`` and ``{closing}``.
@@ -784,7 +786,7 @@ def memory_message(facts: Sequence["Fact | str"], *, header: str = MEMORY_HEADER
     return {"role": "user", "content": f"{header.format(opening=block.opening, closing=block.closing)}\n{block.text}"}
 
 
-def with_memory(messages: Sequence[Message], facts: Sequence["Fact | str"], *, nonce: str | None = None) -> list[Message]:
+def with_memory(messages: Sequence[Message], facts: Sequence[Fact | str], *, nonce: str | None = None) -> list[Message]:
     """A new list: `messages` with the memory message inserted just before the newest user message.
 
     With no facts, a copy of `messages` unchanged. The system message stays the
