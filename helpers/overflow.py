@@ -195,7 +195,9 @@ def chat_turn(
 ) -> TurnResult:
     """Append `user_text`, send with `send_with_retry`, append the reply; save (redacted) if `save_to` is given.
 
-    Returns a new history: `history` is never changed. Nothing is saved unless the
+    Returns a new history list: `history` is never changed. It holds the caller's own
+    message objects, then the new user message and the reply, so identities given
+    to `pinned=` still name the same messages on the next turn. Nothing is saved unless the
     call succeeded, so after any error (`ContextOverflowError` included) both the
     list and the file are exactly as they were. The returned history is the full
     one (trimming only shapes what is sent), so a summary or older turns are not
@@ -209,10 +211,11 @@ def chat_turn(
     user = {"role": "user", "content": user_text}
     if save_to is not None:
         history_document(list(history) + [user])  # raises now, before the paid call, if the file would refuse it
-    # The caller's own message objects are sent, so `pinned=` can name them by identity.
-    call = send_with_retry(client, list(history) + [user], model=model, max_tokens=max_tokens, **options)
+    # The caller's own message objects are sent and kept, so `pinned=` names them by identity, turn after turn.
+    outgoing = list(history) + [user]
+    call = send_with_retry(client, outgoing, model=model, max_tokens=max_tokens, **options)
     reply = assistant_message(call.response)
-    turn = TurnResult(history=[dict(m) for m in history] + [dict(user), reply], reply=reply["content"], call=call)
+    turn = TurnResult(history=outgoing + [reply], reply=reply["content"], call=call)
     if save_to is not None:
         try:
             save_history(save_to, turn.history)

@@ -348,4 +348,8 @@ def test_chat_turn_pins_the_callers_own_messages(tmp_path):
     client = FakeClient(overflow(1500), None)
     turn = chat_turn(client, history, "Newest?", model="m", max_tokens=100, count=characters, pinned=[summary])
     assert turn.call.trimmed and turn.call.sent[:2] == [SYSTEM, summary]
-    assert turn.history[: len(history)] == history and turn.history[1] is not summary, "the new history is a copy"
+    assert turn.history[: len(history)] == history and turn.history is not history
+    assert turn.history[1] is summary, "the same message objects: the pin still holds on the next turn"
+    again = chat_turn(FakeClient(overflow(1500), None), turn.history, "And then?", model="m", max_tokens=100,
+                      count=characters, pinned=[summary])
+    assert again.call.sent[:2] == [SYSTEM, summary]
