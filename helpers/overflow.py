@@ -120,7 +120,9 @@ def send_with_retry(
     """
     messages = list(messages)
     try:
-        response = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens, **create_options)
+        response = client.chat.completions.create(
+            model=model, messages=messages, max_tokens=max_tokens, **create_options
+        )
         return SendResult(response=response, sent=messages, trimmed=False, original_length=len(messages))
     except openai.BadRequestError as error:
         if not is_context_overflow(error):
@@ -132,7 +134,10 @@ def send_with_retry(
         raise ContextOverflowError(
             "The prompt is over the context window, and neither the error nor n_ctx says how large the window is: "
             "pass n_ctx= to trim to it.",
-            limit=None, max_tokens=max_tokens, attempts=1, api_error=first_error,
+            limit=None,
+            max_tokens=max_tokens,
+            attempts=1,
+            api_error=first_error,
         ) from first_error
     budget = limit - max_tokens - safety_margin
     try:
@@ -144,17 +149,25 @@ def send_with_retry(
             f"Stopped: the prompt does not fit the {limit}-token context window with max_tokens={max_tokens}, and "
             f"trimming cannot fix it ({error}). Nothing was sent again and nothing was changed: shorten the newest "
             "message, the system prompt or the summary, or lower max_tokens.",
-            limit=limit, max_tokens=max_tokens, attempts=1, api_error=first_error,
+            limit=limit,
+            max_tokens=max_tokens,
+            attempts=1,
+            api_error=first_error,
         ) from error
     try:
-        response = client.chat.completions.create(model=model, messages=trimmed, max_tokens=max_tokens, **create_options)
+        response = client.chat.completions.create(
+            model=model, messages=trimmed, max_tokens=max_tokens, **create_options
+        )
     except openai.BadRequestError as error:
         if not is_context_overflow(error):
             raise
         raise ContextOverflowError(
             f"Stopped after one trim-and-retry: the history trimmed to {len(trimmed)} messages (budget {budget} prompt "
             f"tokens) still overflowed the {limit}-token context window. Nothing was changed; no further retry.",
-            limit=limit, max_tokens=max_tokens, attempts=2, api_error=error,
+            limit=limit,
+            max_tokens=max_tokens,
+            attempts=2,
+            api_error=error,
         ) from error
     return SendResult(response=response, sent=trimmed, trimmed=True, original_length=len(messages), budget=budget)
 

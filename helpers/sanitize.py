@@ -107,6 +107,7 @@ def require_unicode(text: str, what: str = "the text") -> str:
 
 # --- redaction ------------------------------------------------------------------
 
+
 def luhn_valid(digits: str) -> bool:
     """The Luhn checksum that every payment card number satisfies (digits only)."""
     if not digits.isdigit():
@@ -122,12 +123,12 @@ def luhn_valid(digits: str) -> bool:
 
 # Issuer prefixes (IIN ranges) of the major card networks.
 _CARD_PREFIX = re.compile(
-    r"4"                                         # Visa
+    r"4"  # Visa
     r"|5[1-5]|2(?:22[1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)"  # Mastercard
-    r"|3[47]"                                    # American Express
-    r"|3(?:0[0-5]|[68])"                         # Diners Club
-    r"|35(?:2[89]|[3-8]\d)"                      # JCB
-    r"|6(?:011|4[4-9]|5|2)"                      # Discover, UnionPay
+    r"|3[47]"  # American Express
+    r"|3(?:0[0-5]|[68])"  # Diners Club
+    r"|35(?:2[89]|[3-8]\d)"  # JCB
+    r"|6(?:011|4[4-9]|5|2)"  # Discover, UnionPay
 )
 
 
@@ -222,40 +223,83 @@ _KEY_END = r"(?![A-Za-z0-9_-])"
 
 DETECTORS: tuple[Detector, ...] = (
     # Multi-line and structured secrets first, so their pieces are not matched as something smaller.
-    Detector("private_key", re.compile(
-        r"-----BEGIN (?P<label>(?:[A-Z0-9]+ )*PRIVATE KEY)-----"
-        r"(?:[\sA-Za-z0-9+/=:,.-]*?-----END (?P=label)-----|(?:[\sA-Za-z0-9+/=]*[A-Za-z0-9+/=])?)"),
+    Detector(
+        "private_key",
+        re.compile(
+            r"-----BEGIN (?P<label>(?:[A-Z0-9]+ )*PRIVATE KEY)-----"
+            r"(?:[\sA-Za-z0-9+/=:,.-]*?-----END (?P=label)-----|(?:[\sA-Za-z0-9+/=]*[A-Za-z0-9+/=])?)"
+        ),
         "PEM private keys (-----BEGIN ... PRIVATE KEY----- to its END line, or to the end of the key text "
-        "when the END line is missing); certificates and public keys are not secret and are kept"),
-    Detector("jwt", re.compile(_KEY_START + r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*" + _KEY_END),
-             "JSON Web Tokens (eyJ... header . eyJ... payload . signature)"),
-    Detector("bearer_token", re.compile(r"(?i:\bbearer)[ \t]+(?P<secret>[A-Za-z0-9._~+/-]{15,}[A-Za-z0-9_~+/-]=*)(?![\w~+/=-])"),
-             "the credential after 'Bearer ' (16 or more token characters, with a letter and a digit); the word "
-             "Bearer stays", _letter_and_digit),
-    Detector("openai_key", re.compile(_KEY_START + r"sk-[A-Za-z0-9_-]{20,}"), "OpenAI-style keys: sk-... and sk-proj-..."),
-    Detector("stripe_key", re.compile(_KEY_START + r"[sr]k_(?:live|test)_[0-9A-Za-z]{16,}" + _KEY_END),
-             "Stripe secret and restricted keys: sk_live_, sk_test_, rk_live_, rk_test_ (publishable pk_ keys are "
-             "public and kept)"),
-    Detector("aws_access_key", re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])"),
-             "AWS access key ids: AKIA or ASIA and 16 capitals or digits"),
-    Detector("github_token", re.compile(
-        _KEY_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})" + _KEY_END),
-        "GitHub tokens: ghp_, gho_, ghu_, ghs_, ghr_ and fine-grained github_pat_"),
-    Detector("gitlab_token", re.compile(_KEY_START + r"glpat-[A-Za-z0-9_-]{20,}" + _KEY_END),
-             "GitLab personal access tokens: glpat-"),
-    Detector("google_api_key", re.compile(_KEY_START + r"AIza[0-9A-Za-z_-]{35}" + _KEY_END), "Google API keys: AIza..."),
-    Detector("slack_token", re.compile(_KEY_START + r"xox[abposr]-[0-9A-Za-z-]{10,}" + _KEY_END),
-             "Slack tokens: xoxb-, xoxp-, xoxa-, xoxo-, xoxs-, xoxr-"),
-    Detector("huggingface_token", re.compile(_KEY_START + r"hf_[A-Za-z0-9]{30,}" + _KEY_END),
-             "Hugging Face tokens: hf_ and 30 or more letters and digits"),
-    Detector("email", re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
-             "email addresses"),
-    Detector("aws_secret_key", re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
-             "40-character runs of letters, digits, / and + with upper case, lower case and a digit (the shape of "
-             "an AWS secret access key; any token of that shape is redacted)", _mixed_case_and_digit),
-    Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"),
-             "IBANs (2 letters, 2 check digits, 11-30 letters or digits, solid or in groups of 4) that pass the "
-             "ISO 13616 mod-97 check", lambda match: iban_valid(match.group())),
+        "when the END line is missing); certificates and public keys are not secret and are kept",
+    ),
+    Detector(
+        "jwt",
+        re.compile(_KEY_START + r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*" + _KEY_END),
+        "JSON Web Tokens (eyJ... header . eyJ... payload . signature)",
+    ),
+    Detector(
+        "bearer_token",
+        re.compile(r"(?i:\bbearer)[ \t]+(?P<secret>[A-Za-z0-9._~+/-]{15,}[A-Za-z0-9_~+/-]=*)(?![\w~+/=-])"),
+        "the credential after 'Bearer ' (16 or more token characters, with a letter and a digit); the word "
+        "Bearer stays",
+        _letter_and_digit,
+    ),
+    Detector(
+        "openai_key", re.compile(_KEY_START + r"sk-[A-Za-z0-9_-]{20,}"), "OpenAI-style keys: sk-... and sk-proj-..."
+    ),
+    Detector(
+        "stripe_key",
+        re.compile(_KEY_START + r"[sr]k_(?:live|test)_[0-9A-Za-z]{16,}" + _KEY_END),
+        "Stripe secret and restricted keys: sk_live_, sk_test_, rk_live_, rk_test_ (publishable pk_ keys are "
+        "public and kept)",
+    ),
+    Detector(
+        "aws_access_key",
+        re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])"),
+        "AWS access key ids: AKIA or ASIA and 16 capitals or digits",
+    ),
+    Detector(
+        "github_token",
+        re.compile(_KEY_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})" + _KEY_END),
+        "GitHub tokens: ghp_, gho_, ghu_, ghs_, ghr_ and fine-grained github_pat_",
+    ),
+    Detector(
+        "gitlab_token",
+        re.compile(_KEY_START + r"glpat-[A-Za-z0-9_-]{20,}" + _KEY_END),
+        "GitLab personal access tokens: glpat-",
+    ),
+    Detector(
+        "google_api_key", re.compile(_KEY_START + r"AIza[0-9A-Za-z_-]{35}" + _KEY_END), "Google API keys: AIza..."
+    ),
+    Detector(
+        "slack_token",
+        re.compile(_KEY_START + r"xox[abposr]-[0-9A-Za-z-]{10,}" + _KEY_END),
+        "Slack tokens: xoxb-, xoxp-, xoxa-, xoxo-, xoxs-, xoxr-",
+    ),
+    Detector(
+        "huggingface_token",
+        re.compile(_KEY_START + r"hf_[A-Za-z0-9]{30,}" + _KEY_END),
+        "Hugging Face tokens: hf_ and 30 or more letters and digits",
+    ),
+    Detector(
+        "email",
+        re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+        "email addresses",
+    ),
+    Detector(
+        "aws_secret_key",
+        re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+        "40-character runs of letters, digits, / and + with upper case, lower case and a digit (the shape of "
+        "an AWS secret access key; any token of that shape is redacted)",
+        _mixed_case_and_digit,
+    ),
+    Detector(
+        "iban",
+        re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"),
+        "IBANs (2 letters, 2 check digits, 11-30 letters or digits, solid or in groups of 4) that pass the "
+        "ISO 13616 mod-97 check",
+        lambda match: iban_valid(match.group()),
+    ),
     Detector(
         "card_number",
         re.compile(
@@ -268,15 +312,21 @@ DETECTORS: tuple[Detector, ...] = (
         "prefix and a valid Luhn checksum",
         lambda match: card_number_valid(re.sub(r"\D", "", match.group())),
     ),
-    Detector("us_ssn", re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"),
-             "US Social Security numbers written 123-45-6789, with an area, group and serial the SSA could issue",
-             lambda match: us_ssn_valid(match.group())),
+    Detector(
+        "us_ssn",
+        re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"),
+        "US Social Security numbers written 123-45-6789, with an area, group and serial the SSA could issue",
+        lambda match: us_ssn_valid(match.group()),
+    ),
     Detector(
         "phone",
         re.compile(
-            r"(?<![\w+])(?<!\d[ ./-])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\d-])"  # +44 20 7946 0958, +1 (555) 123-4567
-            r"|(?<![\w(])(?<!\d[ ./-])0\d{1,4}(?:[ ./-]\d{2,8}){1,4}(?![\d:/-]|[ .]\d)"  # 020 7946 0958, 01 23 45 67 89, 030/1234567
-            r"|(?<![\w(])(?<!\d[ ./-])(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\d-])"  # (555) 123-4567, 555-123-4567
+            # +44 20 7946 0958, +1 (555) 123-4567
+            r"(?<![\w+])(?<!\d[ ./-])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\d-])"
+            # 020 7946 0958, 01 23 45 67 89, 030/1234567
+            r"|(?<![\w(])(?<!\d[ ./-])0\d{1,4}(?:[ ./-]\d{2,8}){1,4}(?![\d:/-]|[ .]\d)"
+            # (555) 123-4567, 555-123-4567
+            r"|(?<![\w(])(?<!\d[ ./-])(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\d-])"
         ),
         "phone numbers: international (+ and 8-15 digits); national ones starting with 0 (10-11 digits, one kind of "
         "separator) and North American ones ((555) 123-4567, 555-123-4567), unless a word before them names another "
@@ -340,6 +390,7 @@ def redact(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> Redaction:
 
 # --- invisible characters ---------------------------------------------------------
 
+
 def _is_invisible(char: str) -> bool:
     code = ord(char)
     return (
@@ -378,7 +429,11 @@ def invisible_characters(text: str) -> list[str]:
 # Angle brackets and characters that read like them; all become entities inside a block.
 _LOOKALIKE_OPEN = "<\uff1c\ufe64\u2039\u3008\u2329\u27e8\u276e\u2770\u29fc"
 _LOOKALIKE_CLOSE = ">\uff1e\ufe65\u203a\u3009\u232a\u27e9\u276f\u2771\u29fd"
-_ESCAPES = {ord("&"): "&amp;", **{ord(c): "&lt;" for c in _LOOKALIKE_OPEN}, **{ord(c): "&gt;" for c in _LOOKALIKE_CLOSE}}
+_ESCAPES = {
+    ord("&"): "&amp;",
+    **{ord(c): "&lt;" for c in _LOOKALIKE_OPEN},
+    **{ord(c): "&gt;" for c in _LOOKALIKE_CLOSE},
+}
 _LABEL = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
@@ -449,7 +504,9 @@ DATA_PREAMBLE = (
 )
 
 
-def data_message(text: str, label: str = "conversation_summary", *, what: str = "a summary", role: str = "user") -> dict[str, str]:
+def data_message(
+    text: str, label: str = "conversation_summary", *, what: str = "a summary", role: str = "user"
+) -> dict[str, str]:
     """A chat message carrying `text` as a data block, with one sentence saying it is data.
 
     Use it in place of a summary stored as a system message: the block gets no
@@ -463,6 +520,7 @@ def data_message(text: str, label: str = "conversation_summary", *, what: str = 
 
 
 # --- before storing ---------------------------------------------------------------
+
 
 def sanitize_for_storage(text: str) -> Redaction:
     """Text fit to persist: invisible characters stripped, then secrets redacted, then re-checked.

@@ -113,11 +113,15 @@ def check_turns(messages: Any) -> list[dict[str, str]]:
         if extra:
             raise UntrustedHistoryError(index, f"unexpected keys {extra} (a tool call or a name cannot be supplied)")
         if len(content) > MAX_CONTENT_CHARS:
-            raise UntrustedHistoryError(index, f"content of {len(content)} characters, over the cap of {MAX_CONTENT_CHARS}")
+            raise UntrustedHistoryError(
+                index, f"content of {len(content)} characters, over the cap of {MAX_CONTENT_CHARS}"
+            )
         require_unicode(content, f"message {index}'s content")
         markup = _CONTROL_MARKUP.search(strip_invisible(content))
         if markup:
-            raise UntrustedHistoryError(index, f"content holds control markup {markup.group()!r} (a fake tool call or role marker)")
+            raise UntrustedHistoryError(
+                index, f"content holds control markup {markup.group()!r} (a fake tool call or role marker)"
+            )
         turns.append({"role": role, "content": content})
     return turns
 
@@ -134,8 +138,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _kind(mode: int) -> str:
@@ -152,11 +161,15 @@ def _read_capped(path: Path, cap: int) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as error:
-        raise HistoryFileError(path, f"cannot be read ({error.__class__.__name__}: {error.strerror or error})") from error
+        raise HistoryFileError(
+            path, f"cannot be read ({error.__class__.__name__}: {error.strerror or error})"
+        ) from error
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise HistoryFileError(path, f"is not a regular file (it is {_kind(mode)}); only a saved history file loads")
+            raise HistoryFileError(
+                path, f"is not a regular file (it is {_kind(mode)}); only a saved history file loads"
+            )
         chunks, total = [], 0
         while total <= cap:
             chunk = os.read(fd, min(1 << 20, cap + 1 - total))
@@ -165,7 +178,9 @@ def _read_capped(path: Path, cap: int) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
     except OSError as error:
-        raise HistoryFileError(path, f"cannot be read ({error.__class__.__name__}: {error.strerror or error})") from error
+        raise HistoryFileError(
+            path, f"cannot be read ({error.__class__.__name__}: {error.strerror or error})"
+        ) from error
     finally:
         os.close(fd)
     if total > cap:
@@ -224,7 +239,9 @@ def _redact_turns(turns: list[dict[str, str]], redact: Redactor) -> list[dict[st
             ) from error
         text = getattr(result, "text", result)
         if not isinstance(text, str):
-            raise HistoryRedactionError(f"message {index}: redaction returned {type(result).__name__}, not text; nothing was written")
+            raise HistoryRedactionError(
+                f"message {index}: redaction returned {type(result).__name__}, not text; nothing was written"
+            )
         redacted.append({"role": turn["role"], "content": text})
     return redacted
 
@@ -252,7 +269,9 @@ def _save_target(path: Path) -> tuple[Path, int | None]:
     except FileNotFoundError:
         return target, None
     except OSError as error:
-        raise HistoryFileError(path, f"cannot be saved to ({error.__class__.__name__}: {error.strerror or error})") from error
+        raise HistoryFileError(
+            path, f"cannot be saved to ({error.__class__.__name__}: {error.strerror or error})"
+        ) from error
     if not stat.S_ISREG(mode):
         raise HistoryFileError(path, f"is not a regular file (it is {_kind(mode)}); refusing to replace it")
     return target, stat.S_IMODE(mode)
@@ -289,7 +308,9 @@ def save_history(
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as error:
-        raise HistoryFileError(path, f"cannot be saved to ({error.__class__.__name__}: {error.strerror or error})") from error
+        raise HistoryFileError(
+            path, f"cannot be saved to ({error.__class__.__name__}: {error.strerror or error})"
+        ) from error
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(document)

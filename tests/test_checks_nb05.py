@@ -120,7 +120,10 @@ def test_a_good_recall_passes():
         (recall_keeping_the_worst, "best-ranked"),
         (recall_mutating, "changed the history"),
         (recall_after_the_question, "question as the last message"),
-        (lambda store, user_id, history, question, budget: history + [{"role": "user", "content": question}], "No fact was sent"),
+        (
+            lambda store, user_id, history, question, budget: history + [{"role": "user", "content": question}],
+            "No fact was sent",
+        ),
     ],
 )
 def test_weak_recall_fails_with_a_hint(function, hint):

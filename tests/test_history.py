@@ -82,7 +82,8 @@ def test_sliding_window_never_orphans_a_reply_even_with_tool_messages():
         {"role": "assistant", "content": "Sunny."},
         {"role": "user", "content": "And Osaka?"},
     ]
-    assert [m["role"] for m in sliding_window(history, 2)] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    roles = ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert [m["role"] for m in sliding_window(history, 2)] == roles
     assert [m["role"] for m in sliding_window(history, 1)] == ["system", "user"]
 
 
@@ -148,8 +149,10 @@ def chars(messages) -> int:  # a stand-in counter: one "token" per character
 
 
 def test_trim_to_budget_keeps_pinned_messages_in_place_and_forms_turns_from_the_rest():
-    summary = {"role": "user", "content": "<conversation_summary-000000000001>\nMaya: shellfish.\n</conversation_summary-000000000001>"}
-    memory = {"role": "user", "content": "<memory-000000000002>\n1. \"Maya likes tea.\"\n</memory-000000000002>"}
+    nonce = "000000000001"
+    block = f"<conversation_summary-{nonce}>\nMaya: shellfish.\n</conversation_summary-{nonce}>"
+    summary = {"role": "user", "content": block}
+    memory = {"role": "user", "content": '<memory-000000000002>\n1. "Maya likes tea."\n</memory-000000000002>'}
     history = make_history(6)
     history = history[:1] + [summary] + history[1:-1] + [memory] + history[-1:]
     before = copy.deepcopy(history)
@@ -199,7 +202,9 @@ class FakeCompletions:
         text, finish = reply if isinstance(reply, tuple) else (reply, "stop")
         return SimpleNamespace(
             choices=[SimpleNamespace(finish_reason=finish, message=SimpleNamespace(content=text))],
-            usage=SimpleNamespace(prompt_tokens=100, completion_tokens=20, prompt_tokens_details=SimpleNamespace(cached_tokens=7)),
+            usage=SimpleNamespace(
+                prompt_tokens=100, completion_tokens=20, prompt_tokens_details=SimpleNamespace(cached_tokens=7)
+            ),
         )
 
 
@@ -353,7 +358,9 @@ def test_summary_buffer_on_the_embedded_model_stays_bounded(client, model_name):
 
     buffer = SummaryBuffer(system=SYSTEM, threshold=4, keep_turns=1, summary_max_tokens=60)
     sizes = []
-    for text in ["I'm Maya.", "I'm allergic to shellfish.", "I land on 14 April.", "Budget 3,200 dollars.", "Best base in Tokyo?"]:
+    texts = ["I'm Maya.", "I'm allergic to shellfish.", "I land on 14 April.", "Budget 3,200 dollars.",
+             "Best base in Tokyo?"]
+    for text in texts:
         buffer.append({"role": "user", "content": text})
         buffer.fold_if_needed(client)
         response = client.chat.completions.create(model=model_name, messages=buffer.payload(), max_tokens=30)

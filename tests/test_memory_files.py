@@ -95,10 +95,16 @@ def test_a_too_new_wal_file_is_refused_byte_for_byte(path):
     assert snapshot(path.parent) == before
 
 
-@pytest.mark.parametrize("version,script", [
-    (1, "CREATE TABLE notes (id INTEGER);"),  # another program's file that also uses user_version
-    (2, "CREATE TABLE facts (id INTEGER PRIMARY KEY, user_id TEXT, text TEXT, created_at TEXT);"),  # v2 without its columns
-])
+@pytest.mark.parametrize(
+    "version,script",
+    [
+        (1, "CREATE TABLE notes (id INTEGER);"),  # another program's file that also uses user_version
+        (
+            2,
+            "CREATE TABLE facts (id INTEGER PRIMARY KEY, user_id TEXT, text TEXT, created_at TEXT);",
+        ),  # v2 without its columns
+    ],
+)
 def test_a_file_claiming_our_version_without_our_tables_is_refused_byte_for_byte(path, version, script):
     rollback_journal_file(path, version=version, script=script)
     before = snapshot(path.parent)
@@ -224,8 +230,10 @@ def test_one_non_utf8_row_does_not_hide_the_others_and_is_reported(path):
     with MemoryStore(path) as store:
         good = store.add_facts("maya", ["Maya likes green tea.", "Maya prefers window seats."])
         # another program wrote Latin-1 bytes into the text column
-        store.db.execute("INSERT INTO facts (user_id, text, created_at) VALUES ('maya', CAST(? AS TEXT), 'then')",
-                         (b"Maya likes caf\xe9 au lait and tea.",))
+        store.db.execute(
+            "INSERT INTO facts (user_id, text, created_at) VALUES ('maya', CAST(? AS TEXT), 'then')",
+            (b"Maya likes caf\xe9 au lait and tea.",),
+        )
         bad_id = store.db.execute("SELECT max(id) FROM facts").fetchone()[0]
         with pytest.warns(UnreadableFactWarning, match=rf"\[{bad_id}\]"):
             listed = store.list_facts("maya")

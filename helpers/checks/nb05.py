@@ -70,15 +70,24 @@ def check_forget_user(forget_user: ForgetUser) -> dict[str, int]:
                 f"forget_user returned {deleted!r}; return the number of facts deleted (an int).",
             )
             _require(deleted == len(MAYA_FACTS), f"Maya had {len(MAYA_FACTS)} facts; forget_user reported {deleted}.")
-            _require(store.list_facts("maya") == [], "Some of Maya's facts are still listed: delete each one (store.delete_fact).")
+            _require(
+                store.list_facts("maya") == [],
+                "Some of Maya's facts are still listed: delete each one (store.delete_fact).",
+            )
             _require(
                 store.list_facts("ben") == stored["ben"],
                 "Ben's facts changed: delete only the given user's facts (list_facts(user_id) gives their ids).",
             )
         with MemoryStore(path) as store:
-            _require(store.count("maya") == 0, "After reopening the file Maya's facts are back: the deletes were not committed.")
+            _require(
+                store.count("maya") == 0,
+                "After reopening the file Maya's facts are back: the deletes were not committed.",
+            )
             for question in ("passport number", "shellfish seafood", "window seat trains"):
-                _require(store.search("maya", question) == [], f"Searching Maya's memory for {question!r} still finds something.")
+                _require(
+                    store.search("maya", question) == [],
+                    f"Searching Maya's memory for {question!r} still finds something.",
+                )
             _require(len(store.search("ben", "passport")) == 1, "Ben's facts should still be searchable.")
             _require(store.integrity_check() == "ok", "The file or its search index is damaged after forget_user.")
         _require(
@@ -87,8 +96,10 @@ def check_forget_user(forget_user: ForgetUser) -> dict[str, int]:
             "in the full-text index and in free pages. Use store.delete_fact, which merges the index and overwrites "
             "the freed space (secure_delete).",
         )
-    print(f"Passed: {deleted} of Maya's facts deleted and gone from list, search, a reopened file and the file's bytes; "
-          f"Ben's {len(BEN_FACTS)} facts untouched.")
+    print(
+        f"Passed: {deleted} of Maya's facts deleted and gone from list, search, a reopened file and the file's bytes; "
+        f"Ben's {len(BEN_FACTS)} facts untouched."
+    )
     return {"deleted": deleted, "kept": len(BEN_FACTS)}
 
 
@@ -128,40 +139,75 @@ def check_recall(recall: Recall) -> dict[str, int]:
                 sent = recall(store, "maya", history, QUESTION, budget)
                 _require(history == before, "recall changed the history it was given: build a new list.")
                 _require(
-                    isinstance(sent, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in sent),
+                    isinstance(sent, list)
+                    and all(isinstance(m, dict) and "role" in m and "content" in m for m in sent),
                     "recall must return a list of {'role': ..., 'content': ...} messages.",
                 )
                 extra = [m for m in sent if m not in base]
                 included = _facts_in(" ".join(str(m["content"]) for m in extra))
-                _require(not any(m["role"] == "system" for m in extra) and sent[0] == SYSTEM,
-                         "The facts went into a system message, or changed it: the system message stays the developer's; "
-                         "send the facts as data in a user message (memory_message).")
-                _require(sent[: len(history)] == history and sent[-1] == question,
-                         "Send the history as it was, with the question as the last message.")
+                _require(
+                    not any(m["role"] == "system" for m in extra) and sent[0] == SYSTEM,
+                    "The facts went into a system message, or changed it: the system message stays the developer's; "
+                    "send the facts as data in a user message (memory_message).",
+                )
+                _require(
+                    sent[: len(history)] == history and sent[-1] == question,
+                    "Send the history as it was, with the question as the last message.",
+                )
                 added = int(count_tokens(sent)) - base_tokens
-                _require(not set(included) & set(BEN_FACTS), "Ben's facts were sent to Maya: search with her user_id only.")
-                _require(added <= budget, f"With a budget of {budget} tokens the memory added {added}: drop the lowest-ranked "
-                                          "facts until count_tokens(sent) - count_tokens(history + [question]) fits.")
+                _require(
+                    not set(included) & set(BEN_FACTS), "Ben's facts were sent to Maya: search with her user_id only."
+                )
+                _require(
+                    added <= budget,
+                    f"With a budget of {budget} tokens the memory added {added}: drop the lowest-ranked "
+                    "facts until count_tokens(sent) - count_tokens(history + [question]) fits.",
+                )
                 if budget == 1000:
-                    _require(included, "No fact was sent: search the store with the question (store.search(user_id, question)).")
-                    _require(len(extra) == 1 and extra[0]["role"] == "user" and _MARKER.search(extra[0]["content"]),
-                             "Put the facts in one user message as a delimited block: helpers.memory.memory_message(facts).")
-                    _require(sent.index(extra[0]) == len(sent) - 2, "Insert the memory message just before the question (with_memory).")
-                    _require(set(included) == set(ranking), f"{len(ranking)} of Maya's facts match the question and fit in "
-                                                            f"{budget} tokens; {len(included)} were sent.")
+                    _require(
+                        included,
+                        "No fact was sent: search the store with the question (store.search(user_id, question)).",
+                    )
+                    _require(
+                        len(extra) == 1 and extra[0]["role"] == "user" and _MARKER.search(extra[0]["content"]),
+                        "Put the facts in one user message as a delimited block: helpers.memory.memory_message(facts).",
+                    )
+                    _require(
+                        sent.index(extra[0]) == len(sent) - 2,
+                        "Insert the memory message just before the question (with_memory).",
+                    )
+                    _require(
+                        set(included) == set(ranking),
+                        f"{len(ranking)} of Maya's facts match the question and fit in "
+                        f"{budget} tokens; {len(included)} were sent.",
+                    )
                     figures["all_facts_tokens"] = added
                 if budget == 100:
-                    _require(0 < len(included) < len(ranking), f"A budget of {budget} tokens fits some of the matching facts "
-                                                               f"but not all {len(ranking)}; {len(included)} were sent.")
+                    _require(
+                        0 < len(included) < len(ranking),
+                        f"A budget of {budget} tokens fits some of the matching facts "
+                        f"but not all {len(ranking)}; {len(included)} were sent.",
+                    )
                     order = sorted(included, key=ranking.index)
-                    _require(order == ranking[: len(included)], "Keep the best-ranked facts (search returns them best first) "
-                                                                "and drop from the end.")
+                    _require(
+                        order == ranking[: len(included)],
+                        "Keep the best-ranked facts (search returns them best first) and drop from the end.",
+                    )
                     figures["facts_within_100"] = len(included)
                 if budget == 50:
-                    _require(sent == base, "No fact fits in 50 tokens (the header and markers alone cost more): send history + question with no memory message.")
+                    _require(
+                        sent == base,
+                        "No fact fits in 50 tokens (the header and markers alone cost more): send history + question "
+                        "with no memory message.",
+                    )
             unrelated = recall(store, "maya", history, "What time is it in Lisbon?", 1000)
-            _require(unrelated == history + [{"role": "user", "content": "What time is it in Lisbon?"}],
-                     "A question that matches no fact should be sent with no memory message.")
-    print(f"Passed: all {len(ranking)} matching facts cost {figures['all_facts_tokens']} tokens; a 100-token budget kept the "
-          f"best {figures['facts_within_100']}; 50 tokens kept none; Ben's facts never sent; no system message added.")
+            _require(
+                unrelated == history + [{"role": "user", "content": "What time is it in Lisbon?"}],
+                "A question that matches no fact should be sent with no memory message.",
+            )
+    print(
+        f"Passed: all {len(ranking)} matching facts cost {figures['all_facts_tokens']} tokens; a 100-token budget "
+        f"kept the best {figures['facts_within_100']}; 50 tokens kept none; Ben's facts never sent; no system message "
+        "added."
+    )
     return figures

@@ -51,7 +51,9 @@ def check_iban_redactor(redact_iban: Callable[[str], str]) -> dict[str, int]:
     for iban in VALID_IBANS:
         text = f"Please wire the deposit to {iban}, thanks."
         result = redact_iban(text)
-        _require(isinstance(result, str), f"redact_iban returned {type(result).__name__}; return the redacted text (a str).")
+        _require(
+            isinstance(result, str), f"redact_iban returned {type(result).__name__}; return the redacted text (a str)."
+        )
         _require(
             result == f"Please wire the deposit to {IBAN_PLACEHOLDER}, thanks.",
             f"{iban!r} should become {IBAN_PLACEHOLDER} and nothing else should change; got {result!r}. "
@@ -105,24 +107,35 @@ def check_data_block(make_block: MakeBlock, *, label: str = "notes") -> dict[str
     block, closing = result
     _require(label in closing, f"The closing marker {closing!r} should name the label {label!r}.")
     _require(block.endswith(closing), "The block must end with its closing marker.")
-    _require(all(word in block for word in benign.rstrip(".").split()), "Keep the text's words: escape or strip, don't delete.")
+    _require(
+        all(word in block for word in benign.rstrip(".").split()),
+        "Keep the text's words: escape or strip, don't delete.",
+    )
     _, second = make_block(benign, label)
-    _require(second != closing, "Two blocks got the same closing marker: add a random part (the secrets module) on every call.")
+    _require(
+        second != closing,
+        "Two blocks got the same closing marker: add a random part (the secrets module) on every call.",
+    )
 
     for attack in BLOCK_ATTACKS + (f"{closing} forged from an earlier block",):
         block, closing = make_block(attack, label)
         _require(
             block.count(closing) == 1 and block.endswith(closing),
-            f"The text {attack[:40]!r} put the closing marker inside the block: escape '<' (and look-alikes) in the text.",
+            f"The text {attack[:40]!r} put the closing marker inside the block: escape '<' (and look-alikes) in "
+            "the text.",
         )
         opening, _, rest = block.partition("\n")
         body = rest.removesuffix(closing)
-        _require(bool(opening) and bool(rest), "Put the opening marker on a line of its own, then the text, then the closing marker.")
+        _require(
+            bool(opening) and bool(rest),
+            "Put the opening marker on a line of its own, then the text, then the closing marker.",
+        )
         brackets = sorted(set(body) & _BRACKETS)
         _require(
             not brackets,
-            f"The text {attack[:40]!r} left {brackets} inside the block. Normalize with unicodedata.normalize('NFKC', ...) "
-            "and escape every '<' and '>' (and look-alikes such as '‹' '⟨') so no tag can be written.",
+            f"The text {attack[:40]!r} left {brackets} inside the block. Normalize with "
+            "unicodedata.normalize('NFKC', ...) and escape every '<' and '>' (and look-alikes such as '‹' '⟨') "
+            "so no tag can be written.",
         )
         hidden = invisible_characters(body)
         _require(not hidden, f"Invisible characters stayed in the block: {hidden[:3]}. Strip format (Cf) characters.")

@@ -67,7 +67,10 @@ def extraction_request(
         raise ValueError(f"the conversation has no {' or '.join(roles)} message to extract facts from")
     shots: list[Message] = []
     if example:
-        shots = [{"role": "user", "content": EXTRACTION_EXAMPLE[0]}, {"role": "assistant", "content": EXTRACTION_EXAMPLE[1]}]
+        shots = [
+            {"role": "user", "content": EXTRACTION_EXAMPLE[0]},
+            {"role": "assistant", "content": EXTRACTION_EXAMPLE[1]},
+        ]
     return [
         {"role": "system", "content": EXTRACTION_INSTRUCTIONS},
         *shots,
@@ -91,7 +94,9 @@ def _json_candidates(raw: str) -> list[str]:
     return candidates
 
 
-def parse_facts(raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHARS, user_turns: int | None = None) -> list[ProposedFact]:
+def parse_facts(
+    raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHARS, user_turns: int | None = None
+) -> list[ProposedFact]:
     """The facts in a model's JSON reply, validated; `ExtractionError` (with `.raw`) if anything is off.
 
     Lenient about *where* the JSON is (surrounding prose, a code fence, an object
@@ -117,8 +122,9 @@ def parse_facts(raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHAR
         except json.JSONDecodeError:
             continue
         except RecursionError as error:
-            raise ExtractionError("The reply's JSON is nested too deeply to be a list of facts; nothing was stored.",
-                                  raw=raw) from error
+            raise ExtractionError(
+                "The reply's JSON is nested too deeply to be a list of facts; nothing was stored.", raw=raw
+            ) from error
         if isinstance(parsed, dict) and isinstance(parsed.get("facts"), list):
             parsed = parsed["facts"]
         if isinstance(parsed, list):
@@ -129,23 +135,32 @@ def parse_facts(raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHAR
     if data is None:
         if other is None or "[" in (raw or ""):
             raise ExtractionError(
-                "The reply holds no complete JSON array (it is not JSON, or it was cut off by max_tokens); nothing was stored.",
+                "The reply holds no complete JSON array (it is not JSON, or it was cut off by max_tokens); "
+                "nothing was stored.",
                 raw=raw,
             )
-        raise ExtractionError(f"Expected a JSON array of facts, got {type(other).__name__}; nothing was stored.", raw=raw)
+        raise ExtractionError(
+            f"Expected a JSON array of facts, got {type(other).__name__}; nothing was stored.", raw=raw
+        )
     if len(data) > max_facts:
-        raise ExtractionError(f"{len(data)} facts proposed, more than the limit of {max_facts}; nothing was stored.", raw=raw)
+        raise ExtractionError(
+            f"{len(data)} facts proposed, more than the limit of {max_facts}; nothing was stored.", raw=raw
+        )
     facts = []
     for index, item in enumerate(data):
         where = f"item {index}"
         if not isinstance(item, dict):
-            raise ExtractionError(f"{where} is {type(item).__name__}, not an object with a 'fact'; nothing was stored.", raw=raw)
+            raise ExtractionError(
+                f"{where} is {type(item).__name__}, not an object with a 'fact'; nothing was stored.", raw=raw
+            )
         text = item.get("fact")
         if not isinstance(text, str) or not text.strip():
             raise ExtractionError(f"{where} has no non-empty 'fact' string; nothing was stored.", raw=raw)
         text = " ".join(text.split())
         if len(text) > max_chars:
-            raise ExtractionError(f"{where}'s fact has {len(text)} characters, over the cap of {max_chars}; nothing was stored.", raw=raw)
+            raise ExtractionError(
+                f"{where}'s fact has {len(text)} characters, over the cap of {max_chars}; nothing was stored.", raw=raw
+            )
         turn = item.get("turn")
         bad_turn = isinstance(turn, bool) or not isinstance(turn, int) or turn < 1
         if turn is not None and (bad_turn or (user_turns is not None and turn > user_turns)):
@@ -159,7 +174,56 @@ def parse_facts(raw: str, *, max_facts: int = 10, max_chars: int = MAX_FACT_CHAR
 
 # Words that say nothing about *what* a fact is: a fact made only of these is supported by nothing.
 GENERIC_WORDS = STOPWORDS | frozenset(
-    ["user", "users", "she", "he", "her", "his", "him", "they", "them", "she's", "he's", "called", "named", "name", "is", "likes", "like", "liked", "loves", "love", "prefers", "prefer", "preferred", "wants", "want", "wanted", "needs", "need", "has", "have", "having", "would", "rather", "also", "always", "really", "very", "much", "lot", "lots", "one", "two", "some", "thing", "things", "re", "ll", "ve"]
+    [
+        "user",
+        "users",
+        "she",
+        "he",
+        "her",
+        "his",
+        "him",
+        "they",
+        "them",
+        "she's",
+        "he's",
+        "called",
+        "named",
+        "name",
+        "is",
+        "likes",
+        "like",
+        "liked",
+        "loves",
+        "love",
+        "prefers",
+        "prefer",
+        "preferred",
+        "wants",
+        "want",
+        "wanted",
+        "needs",
+        "need",
+        "has",
+        "have",
+        "having",
+        "would",
+        "rather",
+        "also",
+        "always",
+        "really",
+        "very",
+        "much",
+        "lot",
+        "lots",
+        "one",
+        "two",
+        "some",
+        "thing",
+        "things",
+        "re",
+        "ll",
+        "ve",
+    ]
 )
 
 
@@ -189,7 +253,9 @@ class RejectedFact:
     reason: str
 
 
-def ground_facts(facts: Sequence[ProposedFact], conversation: Sequence[Message]) -> tuple[list[ProposedFact], list[RejectedFact]]:
+def ground_facts(
+    facts: Sequence[ProposedFact], conversation: Sequence[Message]
+) -> tuple[list[ProposedFact], list[RejectedFact]]:
     """Split proposed facts into those the user's own messages support and those they do not.
 
     A fact is supported when one of its content words (not a common word such as

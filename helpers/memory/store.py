@@ -229,7 +229,8 @@ def check_fts5(db: sqlite3.Connection | None = None) -> None:
     except sqlite3.OperationalError as error:
         raise FTS5UnavailableError(
             f"This Python's SQLite {sqlite3.sqlite_version} has no FTS5 full-text search ({error}). "
-            "Use a Python built with a standard SQLite (python.org, conda-forge and most Linux distributions ship FTS5)."
+            "Use a Python built with a standard SQLite (python.org, conda-forge and most Linux distributions ship "
+            "FTS5)."
         ) from error
     finally:
         if db is None:
@@ -237,14 +238,89 @@ def check_fts5(db: sqlite3.Connection | None = None) -> None:
 
 
 # Columns each schema version must have, checked before anything is written to an existing file.
-_REQUIRED_COLUMNS = {1: {"id", "user_id", "text", "created_at"}, 2: {"id", "user_id", "text", "created_at", "session_id", "turn"}}
+_REQUIRED_COLUMNS = {
+    1: {"id", "user_id", "text", "created_at"},
+    2: {"id", "user_id", "text", "created_at", "session_id", "turn"},
+}
 _SIDECARS = ("-wal", "-shm", "-journal")  # files SQLite keeps next to the database
 
 
 # --- Retrieval query ------------------------------------------------------------------
 
 STOPWORDS = frozenset(
-    ["a", "about", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "i'm", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "please", "should", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "up", "us", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your", "near"]
+    [
+        "a",
+        "about",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "i'm",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "should",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "up",
+        "us",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "near",
+    ]
 )
 MAX_QUERY_WORDS = 32
 
@@ -398,7 +474,9 @@ class MemoryStore:
             mode = None
         if mode is not None and not stat.S_ISREG(mode):
             kind = "folder" if stat.S_ISDIR(mode) else "pipe" if stat.S_ISFIFO(mode) else "device or socket"
-            raise NotAMemoryStoreError(f"{path} is not a regular file (it is a {kind}): a memory store is one SQLite file.")
+            raise NotAMemoryStoreError(
+                f"{path} is not a regular file (it is a {kind}): a memory store is one SQLite file."
+            )
         if mode is None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -423,7 +501,7 @@ class MemoryStore:
         )
 
     def _abandon(self, sidecars_before: set[str], new_file: bool) -> None:
-        """After a failed open: close, and remove what this open created (an empty -wal and its -shm, an empty new file).
+        """After a failed open: close, and remove what this open created: an empty -wal and its -shm, an empty new file.
 
         A -wal file with frames in it, or a -journal file, may hold another writer's data: those stay.
         """
@@ -555,7 +633,9 @@ class MemoryStore:
                 return None
             if found == 0:
                 if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                    raise NotAMemoryStoreError(f"{self.path} gained tables while it was being opened: not a memory store.")
+                    raise NotAMemoryStoreError(
+                        f"{self.path} gained tables while it was being opened: not a memory store."
+                    )
                 _run_script(db, SCHEMA_V2)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 return None
@@ -572,7 +652,9 @@ class MemoryStore:
         try:
             result = self.redact(text)
         except Exception as error:
-            raise RedactionError(f"The redaction hook failed ({type(error).__name__}: {error}); nothing was written.") from error
+            raise RedactionError(
+                f"The redaction hook failed ({type(error).__name__}: {error}); nothing was written."
+            ) from error
         redacted = getattr(result, "text", result)
         if not isinstance(redacted, str):
             raise RedactionError(f"The redaction hook returned {type(result).__name__}, not text; nothing was written.")
@@ -723,7 +805,9 @@ class MemoryStore:
         """How many facts are stored (for one user, if given)."""
         if user_id is None:
             return int(self.db.execute("SELECT count(*) FROM facts").fetchone()[0])
-        return int(self.db.execute("SELECT count(*) FROM facts WHERE user_id = ?", (_require_user(user_id),)).fetchone()[0])
+        return int(
+            self.db.execute("SELECT count(*) FROM facts WHERE user_id = ?", (_require_user(user_id),)).fetchone()[0]
+        )
 
     def integrity_check(self) -> str:
         """``"ok"`` when both SQLite's `PRAGMA integrity_check` and the FTS5 index check pass, else the problems."""
