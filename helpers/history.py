@@ -20,9 +20,8 @@ assistant reply is never sent without the question it answers.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Collection, Literal, Sequence
 
 from .backend.client import count_tokens, current_settings
 from .errors import HelpersError
