@@ -7,12 +7,14 @@ Every notebook starts with::
 `get_client()` returns a real `openai.OpenAI` client: for the embedded offline
 SmolLM2 model by default, or for the provider set in the environment / `.env`.
 `MODEL` is the model name to pass to `client.chat.completions.create`.
+`get_async_client()` is the same as an `openai.AsyncOpenAI`, for async frameworks.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .backend.aio import get_async_client
 from .backend.client import TokenCount, count_tokens, current_settings, describe_backend, get_client
 from .backend.config import EMBEDDED_MODEL, Settings, resolve_settings
 from .errors import (
@@ -24,8 +26,8 @@ from .errors import (
 )
 
 __all__ = [
-    "MODEL",
     "EMBEDDED_MODEL",
+    "MODEL",
     "ConfigurationError",
     "EmbeddedModelError",
     "HelpersError",
@@ -36,6 +38,7 @@ __all__ = [
     "count_tokens",
     "current_settings",
     "describe_backend",
+    "get_async_client",
     "get_client",
     "resolve_settings",
 ]
