@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 import openai
 import pandas as pd
@@ -167,7 +168,7 @@ def assistant_message(reply: Any) -> dict[str, str]:
         )
     content = message.get("content")
     if not isinstance(content, str):
-        raise ValueError(f"the reply has no text content to append (content={content!r})")
+        raise ValueError(f"the reply has no text content to append (content={content!r})")  # noqa: TRY004 - documented
     return {"role": "assistant", "content": content}
 
 
@@ -187,6 +188,42 @@ class Recorded:
         """The `messages` list of each request, as sent."""
         return [body.get("messages", []) for body in self.requests]
 
+    def _keep_request(self, request: httpx.Request) -> None:
+        if request.method == "POST":
+            self.requests.append(json.loads(request.content or b"{}"))
+
+    def _keep_response(self, response: httpx.Response) -> None:
+        """Keep a JSON reply whose body was read; a stream is kept as None (reading it would hold back its chunks)."""
+        if response.request.method != "POST":
+            return
+        if response.headers.get("content-type", "").startswith("application/json"):
+            self.responses.append(response.json())
+        else:
+            self.responses.append(None)
+
+    def event_hooks(self) -> dict[str, list[Any]]:
+        """httpx `event_hooks` for an `httpx.Client` that records into this log."""
+
+        def keep_response(response: httpx.Response) -> None:
+            if response.headers.get("content-type", "").startswith("application/json"):
+                response.read()
+            self._keep_response(response)
+
+        return {"request": [self._keep_request], "response": [keep_response]}
+
+    def async_event_hooks(self) -> dict[str, list[Any]]:
+        """The same hooks for an `httpx.AsyncClient` (async frameworks: the Agents SDK, LangChain's async calls)."""
+
+        async def keep_request(request: httpx.Request) -> None:
+            self._keep_request(request)
+
+        async def keep_response(response: httpx.Response) -> None:
+            if response.headers.get("content-type", "").startswith("application/json"):
+                await response.aread()
+            self._keep_response(response)
+
+        return {"request": [keep_request], "response": [keep_response]}
+
 
 def recording_client(
     settings: Settings | None = None, *, check_connection: bool = True, **client_options: Any
@@ -200,21 +237,7 @@ def recording_client(
     """
     settings = settings or current_settings()
     recorded = Recorded()
-
-    def keep_request(request: httpx.Request) -> None:
-        if request.method == "POST":
-            recorded.requests.append(json.loads(request.content or b"{}"))
-
-    def keep_response(response: httpx.Response) -> None:
-        if response.request.method != "POST":
-            return
-        if response.headers.get("content-type", "").startswith("application/json"):
-            response.read()
-            recorded.responses.append(response.json())
-        else:  # a stream: reading it here would hold back every chunk until the end
-            recorded.responses.append(None)
-
-    hooks = {"request": [keep_request], "response": [keep_response]}
+    hooks = recorded.event_hooks()
     if settings.is_embedded:
         client_options.setdefault("max_retries", 0)
         http_client = httpx.Client(transport=EmbeddedTransport(load_embedded_model()), event_hooks=hooks)
