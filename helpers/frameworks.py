@@ -180,7 +180,10 @@ class RequestLog(httpx.BaseTransport):
         return httpx.Response(
             CAPTURE_STATUS,
             headers={CAPTURED_HEADER: "1"},
-            json={"type": "error", "error": {"type": "captured_not_sent", "code": "captured_not_sent", "message": message}},
+            json={
+                "type": "error",
+                "error": {"type": "captured_not_sent", "code": "captured_not_sent", "message": message},
+            },
         )
 
     def close(self) -> None:

@@ -121,13 +121,15 @@ def show_payload(
         if row["other keys"]:
             extra = f"  [+ {row['other keys']}: {_plural(int(row['other tokens']), 'token')}]"
         print(
-            f"{index:>2}  {row['role']:<10} {row['chars']:>6} {row['tokens']:>7}  {_preview(row['content'], width)}{extra}",
+            f"{index:>2}  {row['role']:<10} {row['chars']:>6} {row['tokens']:>7}  "
+            f"{_preview(row['content'], width)}{extra}",
             file=out,
         )
     text_tokens = int(table["tokens"].sum())
     how = "exact" if total.exact else "estimate"
     print(
-        f"sent: {_plural(len(table), 'message')}, {_plural(text_tokens, 'token')} of text + {int(total) - text_tokens} of chat "
+        f"sent: {_plural(len(table), 'message')}, {_plural(text_tokens, 'token')} of text + "
+        f"{int(total) - text_tokens} of chat "
         f"template = {int(total)} prompt tokens ({how}: {total.method})",
         file=out,
     )
@@ -241,8 +243,14 @@ def recording_client(
     if settings.is_embedded:
         client_options.setdefault("max_retries", 0)
         http_client = httpx.Client(transport=EmbeddedTransport(load_embedded_model()), event_hooks=hooks)
-        return openai.OpenAI(api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, **client_options), recorded
+        client = openai.OpenAI(
+            api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, **client_options
+        )
+        return client, recorded
     if check_connection:
         check_reachable(settings.base_url or "")
     http_client = httpx.Client(event_hooks=hooks, timeout=60.0)
-    return openai.OpenAI(api_key=settings.api_key, base_url=settings.base_url, http_client=http_client, **client_options), recorded
+    client = openai.OpenAI(
+        api_key=settings.api_key, base_url=settings.base_url, http_client=http_client, **client_options
+    )
+    return client, recorded

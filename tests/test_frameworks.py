@@ -81,7 +81,9 @@ def test_agents_sdk_runs_on_the_connection(model_name):
 
 
 def test_provider_connection_is_checked_once_and_keeps_the_settings():
-    settings = resolve_settings({"LLM_PROVIDER": "custom", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "LLM_MODEL": "m"})
+    settings = resolve_settings(
+        {"LLM_PROVIDER": "custom", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "LLM_MODEL": "m"}
+    )
     with pytest.raises(ProviderUnreachableError, match="127.0.0.1:9"):
         recording_connection(settings)
     wire = recording_connection(settings, check_connection=False)
@@ -95,7 +97,10 @@ def test_provider_connection_is_checked_once_and_keeps_the_settings():
 
 REPLY_ITEM = {
     "id": "__fake_id__",
-    "content": [{"annotations": [], "text": "Lovely! ", "type": "output_text"}, {"text": "When?", "type": "output_text"}],
+    "content": [
+        {"annotations": [], "text": "Lovely! ", "type": "output_text"},
+        {"text": "When?", "type": "output_text"},
+    ],
     "role": "assistant",
     "status": "completed",
     "type": "message",
@@ -122,7 +127,11 @@ def test_items_become_plain_messages_and_the_input_is_unchanged():
 @pytest.mark.parametrize(
     "item, error, fragment",
     [
-        ({"type": "function_call", "name": "weather", "arguments": "{}", "call_id": "c1"}, ValueError, "'function_call' item"),
+        (
+            {"type": "function_call", "name": "weather", "arguments": "{}", "call_id": "c1"},
+            ValueError,
+            "'function_call' item",
+        ),
         ({"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}, ValueError, "'input_image' part"),
         ({"role": "user", "content": 42}, ValueError, "string or a list"),
         ("hello", TypeError, "not an item dict"),
@@ -174,7 +183,8 @@ def test_send_or_capture_lets_every_other_error_through():
         return httpx.Response(400, json={"error": {"message": "bad", "type": "invalid_request_error", "code": "x"}})
 
     log = RequestLog(forward=httpx.MockTransport(refuse))
-    client = openai.OpenAI(api_key="k", base_url="http://test/v1", http_client=httpx.Client(transport=log), max_retries=0)
+    http_client = httpx.Client(transport=log)
+    client = openai.OpenAI(api_key="k", base_url="http://test/v1", http_client=http_client, max_retries=0)
     with pytest.raises(openai.BadRequestError):
         send_or_capture(lambda: client.responses.create(model="m", input="Hi"))
     assert log.requests == [SentRequest("POST", "/v1/responses", {"model": "m", "input": "Hi"})]

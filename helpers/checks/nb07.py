@@ -81,7 +81,10 @@ def check_whole_turns(whole_turns: SessionInput) -> dict[str, int]:
     for name, (history, kept) in cases.items():
         before, before_input = copy.deepcopy(history), copy.deepcopy(new_input)
         result = whole_turns(history, new_input)
-        _require(history == before and new_input == before_input, f"{name}: whole_turns changed a list it was given; build a new one.")
+        _require(
+            history == before and new_input == before_input,
+            f"{name}: whole_turns changed a list it was given; build a new one.",
+        )
         _require(isinstance(result, list), f"{name}: return a list of items, not {type(result).__name__}.")
         _require(result[-len(new_input):] == new_input, f"{name}: end with new_input, unchanged.")
         sent = result[: -len(new_input)]
@@ -108,7 +111,9 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-async def check_summary_session(make_callback: Callable[[Any], SessionInput], *, max_tokens: int = 24) -> dict[str, int]:
+async def check_summary_session(
+    make_callback: Callable[[Any], SessionInput], *, max_tokens: int = 24
+) -> dict[str, int]:
     """Challenge 1: an Agents SDK session that sends a running summary instead of the whole history.
 
     `make_callback(client)` gets an `openai.OpenAI` client (its calls are recorded) and returns
@@ -133,7 +138,9 @@ async def check_summary_session(make_callback: Callable[[Any], SessionInput], *,
     set_tracing_disabled(True)  # traces would otherwise be uploaded to OpenAI
     wire = recording_connection()
     callback = make_callback(wire.openai_client(max_retries=0))
-    _require(callable(callback), "make_callback(client) must return the callback (a function of history and new_input).")
+    _require(
+        callable(callback), "make_callback(client) must return the callback (a function of history and new_input)."
+    )
     model = current_settings().model
     agent = Agent(
         name="travel",
@@ -160,7 +167,10 @@ async def check_summary_session(make_callback: Callable[[Any], SessionInput], *,
     extra_stored = len(stored) - len(turns)
     last = wire.recorded.requests[-1]["messages"]
     full = [{"role": "system", "content": INSTRUCTIONS}, *turns[:-1]]
-    _require(len(turns) == 2 * len(CHALLENGE_TURNS), "The session should still store every turn; the callback only shapes what is sent.")
+    _require(
+        len(turns) == 2 * len(CHALLENGE_TURNS),
+        "The session should still store every turn; the callback only shapes what is sent.",
+    )
     _require(
         summarizer_requests,
         "The callback made no model call: summarize the older turns with the client make_callback was given "
