@@ -56,7 +56,7 @@ def test_weak_whole_turns_get_a_hint(answer, hint):
 # --- challenge 1: a summary instead of a window (real Agents SDK and model) ---------------------
 
 
-def summary_session_input(client, keep_items=2, fold_over=4):
+def summary_session_input(client, keep_items=2, fold_over=4, summary_tokens=60):
     state = {"summary": "", "folded": 0}
 
     def combine(history, new_input):
@@ -64,7 +64,9 @@ def summary_session_input(client, keep_items=2, fold_over=4):
         unfolded = history[state["folded"]:]
         if len(unfolded) > fold_over:
             old, unfolded = unfolded[:-keep_items], unfolded[-keep_items:]
-            call = summarize(items_to_messages(old), client, previous_summary=state["summary"], max_tokens=60)
+            call = summarize(
+                items_to_messages(old), client, previous_summary=state["summary"], max_tokens=summary_tokens
+            )
             state["summary"], state["folded"] = call.text, state["folded"] + len(old)
         summary = [summary_message(state["summary"])] if state["summary"] else []
         return summary + unfolded + new_input
@@ -83,13 +85,14 @@ def test_a_summarizing_callback_passes():
 @pytest.mark.slow
 def test_a_window_is_not_a_summary():
     with pytest.raises(ChallengeNotPassed, match="made no model call"):
-        asyncio.run(check_summary_session(lambda client: lambda history, new_input: history[-2:] + new_input))
+        window = lambda client: lambda history, new_input: history[-2:] + new_input  # noqa: E731
+        asyncio.run(check_summary_session(window, max_tokens=8))
 
 
 @pytest.mark.slow
 def test_summarizing_but_still_sending_everything_fails():
     def make(client):
-        summarize_only = summary_session_input(client)
+        summarize_only = summary_session_input(client, summary_tokens=20)
 
         def combine(history, new_input):
             summaries = [item for item in summarize_only(history, new_input) if item.get("role") == "system"]
@@ -98,4 +101,4 @@ def test_summarizing_but_still_sending_everything_fails():
         return combine
 
     with pytest.raises(ChallengeNotPassed, match="early user turn"):
-        asyncio.run(check_summary_session(make))
+        asyncio.run(check_summary_session(make, max_tokens=8))
