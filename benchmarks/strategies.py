@@ -1,24 +1,22 @@
-"""Benchmark the four history strategies of notebook 03 on the same long conversation.
+"""Benchmark the history strategies of notebook 03 on whole conversations: cost, and what each remembers.
 
-    python benchmarks/strategies.py                  # 28 turns, the notebook's settings
-    python benchmarks/strategies.py --turns 12 --max-tokens 32 --no-quiz
+    python benchmarks/strategies.py                                   # both data conversations
+    python benchmarks/strategies.py --conversation my_chat.json       # any file in the same shape
+    python benchmarks/strategies.py --skip-decoding --designs statements
 
-Runs data/long_conversation.json through raw, window, budget and summary (the
-summary buffer) one after the other, on the same user turns, and prints in one
-table:
+For each conversation (data/long_conversation.json and data/second_conversation.json by default):
 
-- total prompt tokens of each strategy as a ratio to raw (the summary buffer's
-  summarizer calls included, prompt and completion);
-- the largest and smallest per-turn prompt_tokens after a warm-up (--warmup
-  turns), and their ratio: about 1 when the prompt is bounded, large when it grows;
-- the share of prompt tokens the server reported as cached (summarizer calls included);
-- wall time of the conversation, and of the quiz, per strategy;
-- recall of the planted facts: each fact's question appended to what the
-  strategy would send next, the answer keyword-matched.
+1. Decoding: the conversation played with the whole history, once greedy without DRY (the
+   project's old default) and once with the embedded defaults (temperature 0.2, top_p 0.9,
+   seed 0, DRY); the share of replies that repeat a 6-word run from themselves or an earlier
+   reply.
+2. Strategies on that recording (notebook 03's replay: the same turns and replies for all):
+   raw, window (last 3 turns), budget (400 tokens) and the summary buffer with each summarizer
+   design: total tokens against raw (summarizer included), max/min prompt after the warm-up,
+   the cached share a server would report, the planted facts in what was sent, in the final
+   summary, their probability share corrected for guessing, and in a short reply's words.
 
-The backend is the embedded model unless `.env` or LLM_PROVIDER selects a provider;
-`make bench`-style runs set LLM_PROVIDER=embedded. The loop itself lives in
-`helpers.strategies` (shared with examples/trim_history.py).
+Everything printed is measured in this run; nothing is read from a file of results.
 """
 
 from __future__ import annotations
@@ -26,120 +24,138 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from helpers import describe_backend, get_client
+from helpers.history import BufferSettings, FoldNotes, JudgedNotes, RewriteSummary, UserStatements
 from helpers.strategies import (
     LONG_CONVERSATION,
-    STRATEGIES,
+    SECOND_CONVERSATION,
+    ConversationFileError,
     StrategySettings,
     load_conversation,
-    quiz,
-    recall,
-    run_strategy,
+    looping_share,
+    mentions,
+    recall_rows,
+    record,
+    replay_strategy,
     spread_after_warmup,
 )
 
-DEFAULTS = StrategySettings()
+DESIGNS = {
+    "rewrite": lambda: RewriteSummary(),
+    "rewrite-user": lambda: RewriteSummary(roles=("user",)),
+    "note-per-fold": lambda: FoldNotes(),
+    "judged": lambda: JudgedNotes(),
+    "statements": lambda: UserStatements(),
+}
+DEFAULT_DESIGN = "statements"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--turns", type=int, default=None, metavar="N", help="user turns to run (default: all 28)")
-    parser.add_argument("--max-tokens", type=int, default=DEFAULTS.max_tokens,
-                        help=f"reply cap per turn (default {DEFAULTS.max_tokens})")
-    parser.add_argument("--keep-turns", type=int, default=DEFAULTS.keep_turns,
-                        help=f"window: turns kept (default {DEFAULTS.keep_turns})")
-    parser.add_argument("--budget", type=int, default=DEFAULTS.budget,
-                        help=f"budget: prompt-token budget (default {DEFAULTS.budget})")
-    parser.add_argument("--threshold", type=int, default=DEFAULTS.threshold,
-                        help=f"summary: fold past this many verbatim messages (default {DEFAULTS.threshold})")
-    parser.add_argument("--summary-keep-turns", type=int, default=DEFAULTS.summary_keep_turns,
-                        help=f"summary: turns kept verbatim after a fold (default {DEFAULTS.summary_keep_turns})")
-    parser.add_argument("--summary-max-tokens", type=int, default=DEFAULTS.summary_max_tokens,
-                        help=f"summary: cap on each summary (default {DEFAULTS.summary_max_tokens})")
+    parser.add_argument("--conversation", type=Path, action="append", default=None,
+                        help="scripted conversation JSON (repeatable; default: both data conversations)")
+    parser.add_argument("--turns", type=int, default=None, metavar="N", help="play only the first N turns")
+    parser.add_argument("--max-tokens", type=int, default=40, help="reply cap per turn (default 40)")
+    parser.add_argument("--window-turns", type=int, default=3, help="window: turns kept (default 3)")
+    parser.add_argument("--budget", type=int, default=400, help="budget: prompt tokens (default 400)")
+    parser.add_argument("--threshold", type=int, default=8, help="summary: fold past this many messages (default 8)")
+    parser.add_argument("--keep-turns", type=int, default=2, help="summary: turns kept verbatim (default 2)")
+    parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=list(DESIGNS),
+                        help="summarizer designs to compare (default: all)")
     parser.add_argument("--warmup", type=int, default=8, help="turns left out of the per-turn max/min (default 8)")
-    parser.add_argument("--quiz-max-tokens", type=int, default=40, help="answer cap per quiz question (default 40)")
-    parser.add_argument("--no-quiz", action="store_true", help="skip the planted-facts quiz")
-    parser.add_argument("--conversation", type=Path, default=LONG_CONVERSATION, help="scripted conversation JSON")
+    parser.add_argument("--skip-decoding", action="store_true", help="leave out the greedy recording")
     args = parser.parse_args(argv)
-    available = len(load_conversation(args.conversation)["turns"])
-    args.turns = available if args.turns is None else args.turns
-    if not 1 <= args.turns <= available:
-        parser.error(f"--turns must be between 1 and {available}, not {args.turns}")
-    if not 0 <= args.warmup < args.turns:
-        parser.error(f"--warmup must be at least 0 and less than --turns ({args.turns}), not {args.warmup}")
-    for name in ("max_tokens", "keep_turns", "budget", "summary_keep_turns", "summary_max_tokens", "quiz_max_tokens"):
-        if getattr(args, name) < 1:
+    for name in ("max_tokens", "window_turns", "budget", "keep_turns", "turns"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.threshold < 2 * args.summary_keep_turns:
-        parser.error(f"--threshold must be at least 2 x --summary-keep-turns ({2 * args.summary_keep_turns})")
+    try:
+        args.buffer = BufferSettings(args.threshold, args.keep_turns)
+    except ValueError as error:
+        parser.error(str(error))
+    args.conversation = args.conversation or [LONG_CONVERSATION, SECOND_CONVERSATION]
     return args
+
+
+def shares_text(rows: list[dict]) -> str:
+    values = [row["share"] for row in rows]
+    return " ".join("-" if value is None else f"{value:.2f}" for value in values)
+
+
+def bench_conversation(client, path: Path, args: argparse.Namespace) -> None:
+    conversation = load_conversation(path)
+    if args.turns is not None:
+        conversation = replace(conversation, turns=conversation.turns[: args.turns])
+    facts = conversation.facts
+    print(f"\n=== {path.name}: {len(conversation.turns)} turns, facts {', '.join(facts)} ===", flush=True)
+    if not args.skip_decoding:
+        start = time.perf_counter()
+        before = _replies(client, conversation, args.max_tokens, temperature=0, extra_body={"dry_multiplier": 0})
+        print(f"decoding  greedy, no DRY (before): {looping_share(before):.0%} of replies repeat a 6-word run "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    recording = record(client, conversation, args.max_tokens)
+    replies = [m["content"] for m in recording.history if m["role"] == "assistant"]
+    print(f"decoding  defaults (after): {looping_share(replies):.0%} of replies repeat a 6-word run "
+          f"({recording.seconds:.0f} s)", flush=True)
+
+    settings = StrategySettings(args.max_tokens, args.window_turns, args.budget, args.buffer)
+    runs = {name: replay_strategy(client, name, recording, settings) for name in ("raw", "window", "budget")}
+    for design in args.designs:
+        start = time.perf_counter()
+        runs[f"summary: {design}"] = replay_strategy(client, "summary", recording, settings,
+                                                     summarizer=DESIGNS[design]())
+        runs[f"summary: {design}"].seconds = time.perf_counter() - start
+    raw_total = runs["raw"].total_tokens
+    header = (f"{'strategy':<24} {'total':>7} {'summ.':>6} {'vs raw':>6} {'max/min after ' + str(args.warmup):>18} "
+              f"{'cached':>6}  {'sent':>4} {'kept':>4}  {'share per fact':<29} {'words':>5}")
+    print(header)
+    print("-" * len(header))
+    for name, run in runs.items():
+        rows = recall_rows(client, run, facts)
+        high, low = spread_after_warmup(run, min(args.warmup, len(run.rows) - 1))
+        prompt_all = run.prompt_tokens + sum(r["prompt_tokens"] for r in run.summarizer_rows)
+        cached = (run.cached_tokens + sum(r["cached_tokens"] for r in run.summarizer_rows)) / prompt_all
+        kept = f"{sum(mentions(run.summary, fact) for fact in facts.values())}" if name.startswith("summary") else "-"
+        spread, sent = f"{high}/{low} (x{high / low:.2f})", sum(r["in what was sent"] for r in rows)
+        print(f"{name:<24} {run.total_tokens:>7,} {run.summarizer_tokens:>6,} {run.total_tokens / raw_total:>6.2f} "
+              f"{spread:>18} {cached:>6.0%}  {sent:>4} {kept:>4}  {shares_text(rows):<29} "
+              f"{sum(r['reply names it'] for r in rows):>5}", flush=True)
+    for name, run in runs.items():
+        if name.startswith("summary"):
+            per_fold = [sum(mentions(text, fact) for fact in facts.values()) for text in run.summaries]
+            print(f"  {name}: facts in the summary after each fold {per_fold}; final: "
+                  f"{' | '.join(run.summary.splitlines())[:220]}")
+
+
+def _replies(client, conversation, max_tokens: int, **options) -> list[str]:
+    from helpers import MODEL
+    from helpers.payload import assistant_message
+
+    history, replies = [conversation.system_message], []
+    for text in conversation.turns:
+        history.append({"role": "user", "content": text})
+        response = client.chat.completions.create(model=MODEL, messages=history, max_tokens=max_tokens, **options)
+        history.append(assistant_message(response))
+        replies.append(history[-1]["content"])
+    return replies
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    conversation = load_conversation(args.conversation)
-    settings = StrategySettings(
-        max_tokens=args.max_tokens,
-        keep_turns=args.keep_turns,
-        summary_keep_turns=args.summary_keep_turns,
-        budget=args.budget,
-        threshold=args.threshold,
-        summary_max_tokens=args.summary_max_tokens,
-    )
     client = get_client()
     print(describe_backend())
-    print(
-        f"{args.turns} turns of {args.conversation.name}, replies capped at {settings.max_tokens} tokens; "
-        f"window: last {settings.keep_turns} turns; budget: {settings.budget} prompt tokens; summary: fold past "
-        f"{settings.threshold} messages, keep {settings.summary_keep_turns} turns, summaries capped at "
-        f"{settings.summary_max_tokens} tokens",
-        flush=True,
-    )
-    turns = conversation["turns"][: args.turns]
-    runs, quizzes, quiz_seconds = {}, {}, {}
-    for strategy in STRATEGIES:
-        runs[strategy] = run_strategy(client, strategy, conversation["system"], turns, settings)
-        if not args.no_quiz:
-            start = time.perf_counter()
-            quizzes[strategy] = quiz(client, runs[strategy], conversation["facts"], args.quiz_max_tokens)
-            quiz_seconds[strategy] = time.perf_counter() - start
-        print(f"  ran {strategy} ({runs[strategy].seconds:.1f} s)", flush=True)
-
-    raw_total = runs["raw"].total_tokens
-    after = f"max/min after turn {args.warmup}"
-    header = (f"{'strategy':<9} {'prompt tok':>10} {'summarizer':>10} {'total':>7} {'vs raw':>7} "
-              f"{after:>27} {'cached':>7} {'run s':>6} {'quiz s':>6}  recall")
-    print()
-    print(header)
-    print("-" * len(header))
-    for strategy, run in runs.items():
-        high, low = spread_after_warmup(run, args.warmup)
-        spread = f"{high}/{low} (x{high / low:.2f})"
-        prompt_all = run.prompt_tokens + sum(row["prompt_tokens"] for row in run.summarizer_rows)
-        cached = (run.cached_tokens + sum(row["cached_tokens"] for row in run.summarizer_rows)) / prompt_all
-        if strategy in quizzes:
-            found, asked = recall(quizzes[strategy])
-            names = ", ".join(row["fact"] for row in quizzes[strategy] if row["answer has it"]) or "none"
-            recalled = f"{found}/{asked} ({names})"
-            quiz_time = f"{quiz_seconds[strategy]:.1f}"
-        else:
-            recalled, quiz_time = "-", "-"
-        print(
-            f"{strategy:<9} {run.prompt_tokens:>10,} {run.summarizer_tokens:>10,} {run.total_tokens:>7,} "
-            f"{run.total_tokens / raw_total:>7.2f} {spread:>27} {cached:>7.0%} {run.seconds:>6.1f} {quiz_time:>6}  {recalled}"
-        )
-    summary_run = runs["summary"]
-    print()
-    print(f"summary buffer: {len(summary_run.summarizer_rows)} summarizer calls "
-          f"(at turns {', '.join(str(r['turn']) for r in summary_run.summarizer_rows) or 'none'})")
-    if summary_run.summary:
-        print(f"final summary: {summary_run.summary}")
-    if quizzes:
-        print("facts in what was sent with the question (not the answer): " + "; ".join(
-            f"{strategy} {sum(r['in what was sent'] for r in rows)}/{len(rows)}" for strategy, rows in quizzes.items()
-        ))
+    print(f"replies capped at {args.max_tokens} tokens; window {args.window_turns} turns; budget {args.budget} "
+          f"tokens; summary: fold past {args.buffer.threshold} messages, keep {args.buffer.keep_turns} turns. "
+          "share = the right answer's probability share among the fact's candidates, corrected for guessing; "
+          "sent/kept/words = facts in what was sent / in the final summary / named in a short reply.")
+    try:
+        for path in args.conversation:
+            bench_conversation(client, path, args)
+    except ConversationFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

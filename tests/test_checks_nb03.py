@@ -4,11 +4,12 @@ import copy
 
 import pytest
 
-from helpers.history import sliding_window, summarize, summary_message, trim_to_budget
+from helpers.history import UserStatements, sliding_window, summarize, summary_message, trim_to_budget
 from helpers.checks import ChallengeNotPassed
 from helpers.checks.nb03 import (
     CANNED_REPLIES,
     StubSummarizer,
+    SummarizerDown,
     check_bounded_payload,
     check_summarize_and_continue,
     in_order,
@@ -150,6 +151,41 @@ def build_payload(system, memory):
     return [system] + summary + memory["messages"]
 
 
+def copy_statements(memory, client):
+    """The solution of notebook 03: copy the user's statements, no model call."""
+    messages = memory["messages"]
+    starts = _starts(messages)
+    if len(messages) <= THRESHOLD or len(starts) <= KEEP:
+        return memory
+    first_kept = starts[-KEEP]
+    call = UserStatements().fold(messages[:first_kept], memory["summary"], client, None)
+    return {"summary": call.text, "messages": messages[first_kept:]}
+
+
+def test_copying_statements_passes_without_any_model_call(capsys):
+    figures = check_summarize_and_continue(copy_statements, build_payload)
+    assert figures["model_calls"] == 0 and figures["fold_turns"] == [5, 8, 11, 14, 17, 20, 23, 26]
+    assert "(0 model calls)" in capsys.readouterr().out
+
+
+def test_copying_statements_passes_on_the_real_model(client, capsys):
+    figures = check_summarize_and_continue(copy_statements, build_payload, client=client)
+    assert figures["summary_share"] >= 0.5 and figures["window_share"] <= 0.3
+    assert figures["real_facts_kept"] == ["name", "allergy", "date", "budget"]
+    assert "through your summary" in capsys.readouterr().out
+
+
+def test_a_summary_that_lost_the_name_fails_on_the_real_model(client):
+    def forget_everything(memory, client):  # keeps the facts for the stub only, so only the real-model part fails
+        new = copy_statements(memory, client)
+        if new is memory or isinstance(client, StubSummarizer):
+            return new
+        return {"summary": "The user is planning a trip.", "messages": new["messages"]}
+
+    with pytest.raises(ChallengeNotPassed, match="Through your summary the model gives the right name only"):
+        check_summarize_and_continue(forget_everything, build_payload, client=client)
+
+
 def test_summarize_and_continue_passes_the_reference_solution(capsys):
     figures = check_summarize_and_continue(fold_step, build_payload)
     assert figures["fold_turns"] == [5, 8, 11, 14, 17, 20, 23, 26]
@@ -215,6 +251,18 @@ def clears_the_summary_on_failure(memory, client):
         return {"summary": "", "messages": memory["messages"]}
 
 
+def has_a_bug(memory, client):
+    """A NameError in the learner's code is a bug to show, not a "failed call" to accept."""
+    if memory["summary"] and len(memory["messages"]) > THRESHOLD:
+        return undefined_name  # noqa: F821
+    return fold_step(memory, client)
+
+
+def test_a_bug_in_the_fold_step_is_not_taken_for_a_failed_call():
+    with pytest.raises(NameError):
+        check_summarize_and_continue(has_a_bug, build_payload)
+
+
 @pytest.mark.parametrize(
     "fold, payload, hint",
     [
@@ -222,7 +270,7 @@ def clears_the_summary_on_failure(memory, client):
         (keeps_only_the_last_sentence, build_payload, "lost name, allergy, date"),
         (mutates_the_memory, build_payload, "changed the memory it was given"),
         (keeps_messages_not_turns, build_payload, "keep exactly the last 2 turns"),
-        (summarizes_every_turn, build_payload, "should not call the summarizer"),
+        (summarizes_every_turn, build_payload, "should not call the model"),
         (clears_the_summary_on_failure, build_payload, "must stay exactly as it was"),
         (fold_step, lambda system, memory: [system] + memory["messages"], "does not carry the summary"),
         (fold_step, lambda system, memory: build_payload(system, memory)[1:], "start with the system message"),
@@ -241,5 +289,5 @@ def test_stub_summarizer_only_knows_what_it_was_sent():
     reply = stub.chat.completions.create(model="m", messages=[{"role": "user", "content": "Maya has a 3,200 dollar budget"}])
     text = reply.choices[0].message.content
     assert "Maya" in text and "3,200" in text and "shellfish" not in text
-    with pytest.raises(ConnectionError):
+    with pytest.raises(SummarizerDown):
         StubSummarizer(facts, fail=True).chat.completions.create(model="m", messages=[])

@@ -41,7 +41,7 @@ def test_raw_sends_the_whole_history(example, capsys):
     assert [t[4] for t in turns] == [2, 4, 6]
     assert turns[1][1] > turns[0][1] and turns[2][1] > turns[1][1]
     data = example.load_conversation(example.DEFAULT_CONVERSATION)
-    first = [{"role": "system", "content": data["system"]}, {"role": "user", "content": data["turns"][0]}]
+    first = [data.system_message, {"role": "user", "content": data.turns[0]}]
     assert turns[0][1] == int(count_tokens(first))
     assert total == (3, sum(t[1] for t in turns), 0, sum(t[1] for t in turns))
 
@@ -63,7 +63,7 @@ def test_budget_fits_every_turn_in_the_budget(example, capsys):
 
 def test_summary_folds_and_the_quiz_reports_recall(example, capsys):
     code, out, turns, total = run(example, capsys, "--strategy", "summary", "--turns", "4", "--keep-turns", "1",
-                                  "--threshold", "2", "--max-tokens", "8", "--quiz")
+                                  "--threshold", "2", "--max-tokens", "8", "--summarizer", "rewrite", "--quiz")
     assert code == 0, out.err
     folds = [t for t in turns if t[5]]
     assert folds, "a threshold of 2 messages folds from turn 2 on"
@@ -73,8 +73,18 @@ def test_summary_folds_and_the_quiz_reports_recall(example, capsys):
     assert "summary: " in out.out
     quiz_lines = [line for line in out.out.splitlines() if line.startswith("quiz ")]
     assert [line.split(":")[0] for line in quiz_lines] == ["quiz name", "quiz allergy", "quiz date", "quiz budget"]
-    found = re.search(r"recall: (\d) of 4 facts", out.out)
-    assert found and int(found.group(1)) == sum("answer has it=True" in line for line in quiz_lines)
+    found = re.search(r"recall: (\d) of 4 facts named in the replies, (\d) sent", out.out)
+    assert found and int(found.group(1)) == sum("reply names it=True" in line for line in quiz_lines)
+    assert all(re.search(r"share=(0\.\d\d|1\.00)", line) for line in quiz_lines)
+
+
+def test_the_default_summary_copies_the_users_statements(example, capsys):
+    code, out, turns, total = run(example, capsys, "--strategy", "summary", "--turns", "5", "--keep-turns", "1",
+                                  "--threshold", "2", "--max-tokens", "8")
+    assert code == 0, out.err
+    assert total[2] == 0, "copying statements calls no model"
+    assert "summary: - Hi! My name is Maya" not in out.out and "- My name is Maya" not in out.out.split("summary:")[0]
+    assert "I'm allergic to shellfish" in out.out.split("summary:")[-1]
 
 
 def test_a_budget_too_small_for_the_newest_turn_is_a_named_error(example, capsys):
@@ -90,7 +100,7 @@ def test_a_budget_too_small_for_the_newest_turn_is_a_named_error(example, capsys
         (["--turns", "29"], "--turns must be between 1 and 28"),
         (["--max-tokens", "0"], "--max-tokens must be at least 1"),
         (["--keep-turns", "0"], "--keep-turns must be at least 1"),
-        (["--strategy", "summary", "--keep-turns", "3", "--threshold", "5"], "--threshold must be at least 2 x keep-turns (6)"),
+        (["--strategy", "summary", "--keep-turns", "3", "--threshold", "5"], "must be at least 2 * keep_turns (6)"),
         (["--strategy", "everything"], "invalid choice"),
     ],
 )

@@ -1,14 +1,20 @@
 """helpers.history: windows, budgets, summaries and the summary buffer."""
 
 import copy
+import re
 from types import SimpleNamespace
 
 import openai
+from openai.types import CompletionUsage
 import pytest
 
 from helpers import count_tokens
 from helpers.history import (
+    BufferSettings,
+    JudgedNotes,
+    FoldNotes,
     HistoryTooLongError,
+    RewriteSummary,
     SummaryBuffer,
     SummaryError,
     count_turns,
@@ -16,6 +22,9 @@ from helpers.history import (
     split_turns,
     summarize,
     summary_message,
+    UserStatements,
+    is_statement,
+    sentences,
     summary_request,
     trim_to_budget,
 )
@@ -145,7 +154,7 @@ def test_trim_to_budget_needs_a_user_turn():
 
 
 def chars(messages) -> int:  # a stand-in counter: one "token" per character
-    return sum(len(m["content"]) for m in messages)
+    return sum(len(m.get("content") or "") for m in messages)
 
 
 def test_trim_to_budget_keeps_pinned_messages_in_place_and_forms_turns_from_the_rest():
@@ -202,9 +211,8 @@ class FakeCompletions:
         text, finish = reply if isinstance(reply, tuple) else (reply, "stop")
         return SimpleNamespace(
             choices=[SimpleNamespace(finish_reason=finish, message=SimpleNamespace(content=text))],
-            usage=SimpleNamespace(
-                prompt_tokens=100, completion_tokens=20, prompt_tokens_details=SimpleNamespace(cached_tokens=7)
-            ),
+            usage=CompletionUsage(prompt_tokens=100, completion_tokens=20, total_tokens=120,
+                                  prompt_tokens_details={"cached_tokens": 7}),
         )
 
 
@@ -218,7 +226,7 @@ def test_summary_request_is_incremental():
     assert "Summary so far" not in first[1]["content"]
     second = summary_request(turns[2:], "Maya is allergic to shellfish.")
     text = second[1]["content"]
-    assert "<summary>\nMaya is allergic to shellfish.\n</summary>" in text
+    assert re.search(r"<summary-\d{12}>\nMaya is allergic to shellfish.\n</summary-\d{12}>", text)
     assert "Question 2" in text and "Question 1" not in text, "only the new turns are sent"
     assert [m["role"] for m in second] == ["system", "user"]
 
@@ -229,7 +237,7 @@ def test_summarize_records_tokens_and_trims_a_truncated_reply():
     assert call.text == "Maya is allergic to shellfish."
     assert call.truncated
     assert (call.prompt_tokens, call.completion_tokens, call.cached_tokens) == (100, 20, 7)
-    assert client.chat.completions.sent[0]["max_tokens"] == 150
+    assert client.chat.completions.sent[0]["max_tokens"] == 100
 
 
 def test_summarize_refuses_an_empty_reply():
@@ -245,7 +253,8 @@ def test_summarize_needs_turns():
 def test_summary_message_placements():
     assert summary_message("Maya.")["role"] == "system"
     data = summary_message("Maya.", "user_data")
-    assert data["role"] == "user" and "<conversation_summary>\nMaya.\n</conversation_summary>" in data["content"]
+    assert data["role"] == "user" and re.search(r"<conversation_summary-\d{12}>\nMaya.\n</conversation_summary-\d{12}>",
+                                                data["content"])
     with pytest.raises(ValueError):
         summary_message("x", "assistant")
 
@@ -263,7 +272,7 @@ def drive(buffer, client, turns, start=1):
 
 def test_summary_buffer_folds_past_the_threshold_and_keeps_k_turns():
     client = fake_client("Summary one.", "Summary two.", "Summary three.")
-    buffer = SummaryBuffer(system=SYSTEM, threshold=8, keep_turns=2)
+    buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(8, 2))
     drive(buffer, client, 4)
     assert buffer.summary == "" and len(buffer.messages) == 8, "8 messages: not past the threshold yet"
     drive(buffer, client, 1, start=5)  # the 9th message triggers the first fold
@@ -281,7 +290,7 @@ def test_summary_buffer_folds_past_the_threshold_and_keeps_k_turns():
 
 def test_summary_buffer_is_incremental_and_bounded():
     client = fake_client(*[f"Summary {n}." for n in range(1, 20)])
-    buffer = SummaryBuffer(system=SYSTEM, threshold=6, keep_turns=2)
+    buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(6, 2))
     for number in range(1, 25):
         buffer.append({"role": "user", "content": f"user turn {number}"})
         buffer.fold_if_needed(client)
@@ -291,13 +300,13 @@ def test_summary_buffer_is_incremental_and_bounded():
     calls = client.chat.completions.sent
     assert len(calls) == len(buffer.summarizer_calls) >= 2
     second = calls[1]["messages"][1]["content"]
-    assert "<summary>\nSummary 1.\n</summary>" in second, "each fold extends the previous summary"
+    assert re.search(r"<summary-\d{12}>\nSummary 1.\n</summary-\d{12}>", second), "each fold extends the summary"
     assert "user turn 1\n" not in second, "turns already summarized are not re-sent"
 
 
 def test_failed_summarizer_call_leaves_the_buffer_untouched():
     client = fake_client("Summary one.", openai.APIError("boom", request=None, body=None))
-    buffer = SummaryBuffer(system=SYSTEM, threshold=4, keep_turns=1)
+    buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(4, 1))
     drive(buffer, client, 3)  # folds once
     before = copy.deepcopy((buffer.summary, buffer.messages, buffer.summarizer_calls))
     buffer.append({"role": "user", "content": "one more"})
@@ -311,7 +320,7 @@ def test_failed_summarizer_call_leaves_the_buffer_untouched():
 
 
 def test_empty_summary_leaves_the_buffer_untouched():
-    buffer = SummaryBuffer(system=SYSTEM, threshold=2, keep_turns=1)
+    buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(2, 1))
     drive(buffer, fake_client(), 1)
     buffer.append({"role": "user", "content": "next"})
     snapshot = copy.deepcopy(buffer.messages)
@@ -322,21 +331,23 @@ def test_empty_summary_leaves_the_buffer_untouched():
 
 def test_summary_buffer_validates_its_settings():
     with pytest.raises(ValueError, match="keep_turns"):
-        SummaryBuffer(system=SYSTEM, keep_turns=0)
+        SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(8, 0))
     with pytest.raises(ValueError, match="threshold"):
-        SummaryBuffer(system=SYSTEM, threshold=3, keep_turns=2)
+        SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(3, 2))
     with pytest.raises(ValueError, match="system message"):
-        SummaryBuffer(system={"role": "user", "content": "x"})
-    with pytest.raises(ValueError, match="append user or assistant"):
+        SummaryBuffer(system={"role": "user", "content": "x"}, summarizer=RewriteSummary())
+    with pytest.raises(ValueError, match="append user, assistant or tool"):
         SummaryBuffer(system=SYSTEM).append({"role": "system", "content": "x"})
+    with pytest.raises(ValueError, match="threshold"):
+        BufferSettings(threshold=True, keep_turns=1)
 
 
 def test_summary_buffer_user_data_placement():
-    buffer = SummaryBuffer(system=SYSTEM, threshold=2, keep_turns=1, placement="user_data")
+    buffer = SummaryBuffer(system=SYSTEM, placement="user_data", summarizer=RewriteSummary(), settings=BufferSettings(2, 1))
     drive(buffer, fake_client("Maya likes trains."), 2)
     payload = buffer.payload()
     assert [m["role"] for m in payload[:2]] == ["system", "user"]
-    assert "<conversation_summary>" in payload[1]["content"]
+    assert re.search(r"<conversation_summary-\d{12}>", payload[1]["content"])
 
 
 # --- against the real embedded model ---------------------------------------------------
@@ -356,7 +367,7 @@ def test_summarize_on_the_embedded_model_counts_its_own_tokens(client):
 def test_summary_buffer_on_the_embedded_model_stays_bounded(client, model_name):
     from helpers.payload import assistant_message
 
-    buffer = SummaryBuffer(system=SYSTEM, threshold=4, keep_turns=1, summary_max_tokens=60)
+    buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(max_tokens=60), settings=BufferSettings(4, 1))
     sizes = []
     texts = ["I'm Maya.", "I'm allergic to shellfish.", "I land on 14 April.", "Budget 3,200 dollars.",
              "Best base in Tokyo?"]
@@ -369,3 +380,142 @@ def test_summary_buffer_on_the_embedded_model_stays_bounded(client, model_name):
         buffer.append(assistant_message(response))
     assert buffer.summarizer_calls, "five turns past a 4-message threshold fold at least once"
     assert count_turns(buffer.messages) <= 2
+
+
+# --- the summarizer designs --------------------------------------------------------------
+
+
+def test_sentences_split_at_ends_followed_by_a_capital_or_digit():
+    assert sentences("Hi! My name is Maya. I land on 14 April. Is 3.5 days enough?") == [
+        "Hi!", "My name is Maya.", "I land on 14 April.", "Is 3.5 days enough?"]
+    assert sentences("  ") == []
+
+
+def test_rewrite_summary_can_read_the_user_lines_only():
+    client = fake_client("Maya, shellfish.")
+    RewriteSummary(roles=("user",)).fold(make_history(2, newest_pending=False)[1:], "", client, "m")
+    sent = client.chat.completions.sent[0]["messages"][1]["content"]
+    assert "Question 1" in sent and "Answer 1" not in sent
+
+
+def test_fold_notes_appends_one_note_and_never_rewrites_the_old_ones():
+    client = fake_client("Maya is allergic to shellfish.", "NONE", "She lands on 14 April.")
+    notes = FoldNotes()
+    first = notes.fold(make_history(1, newest_pending=False)[1:], "", client, "m")
+    assert first.text == "- Maya is allergic to shellfish."
+    second = notes.fold(make_history(1, newest_pending=False)[1:], first.text, client, "m")
+    assert second.text == first.text, "NONE adds nothing"
+    third = notes.fold(make_history(1, newest_pending=False)[1:], second.text, client, "m")
+    assert third.text.splitlines() == ["- Maya is allergic to shellfish.", "- She lands on 14 April."]
+    sent = client.chat.completions.sent[0]["messages"][1]["content"]
+    assert "Question 1" in sent and "Answer 1" not in sent, "only the user's lines are sent"
+
+
+class JudgeClient:
+    """A provider without logprobs that answers the fact check: Yes for sentences containing a digit or a name."""
+
+    base_url = "http://judge.test/v1"
+
+    def __init__(self):
+        self.sent = []
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.create))
+
+    def create(self, **request):
+        self.sent.append(request)
+        if request.get("logprobs"):
+            choice = SimpleNamespace(logprobs=None, message=SimpleNamespace(content="Yes"), finish_reason="length")
+        else:
+            question = request["messages"][-1]["content"]
+            fact = any(ch.isdigit() for ch in question) or "Maya" in question
+            choice = SimpleNamespace(message=SimpleNamespace(content="Yes" if fact else "No"), finish_reason="stop")
+        usage = CompletionUsage(prompt_tokens=50, completion_tokens=1, total_tokens=51)
+        return SimpleNamespace(choices=[choice], usage=usage)
+
+
+def test_judged_notes_copy_the_sentences_the_model_accepts_word_for_word():
+    turns = [{"role": "user", "content": "Hi! My name is Maya. Which city first?"},
+             {"role": "assistant", "content": "Tokyo, Maya. It has 14 wards."},
+             {"role": "user", "content": "I land on 14 April."}]
+    call = JudgedNotes().fold(turns, "", JudgeClient(), "m")
+    assert call.text.splitlines() == ["- My name is Maya.", "- I land on 14 April."]
+    assert call.calls == 4 and call.completion_tokens == 0, "one check per user sentence, none of the assistant's"
+    again = JudgedNotes().fold([{"role": "user", "content": "I land on 14 April. Thanks!"}], call.text, JudgeClient(),
+                               "m")
+    assert again.text == call.text, "a note already kept is not added twice"
+
+
+def test_statements_are_sentences_that_tell_not_ask():
+    assert is_statement("I'm allergic to shellfish, so keep that in mind.")
+    assert not is_statement("Which neighbourhood is best?") and not is_statement("Hi there!")
+
+
+def test_user_statements_copy_the_users_statements_and_call_no_model():
+    turns = [{"role": "user", "content": "Hi! My name is Maya. Which city first?"},
+             {"role": "assistant", "content": "Tokyo, Maya. It has 14 wards and I am sure you will love it."},
+             {"role": "user", "content": "I land on 14 April. Thanks a lot!"}]
+    client = fake_client()  # no reply queued: any model call would fail
+    call = UserStatements().fold(turns, "", client, "m")
+    assert call.text.splitlines() == ["- My name is Maya.", "- I land on 14 April.", "- Thanks a lot!"]
+    assert (call.calls, call.tokens) == (0, 0) and client.chat.completions.sent == []
+    again = UserStatements().fold([{"role": "user", "content": "I land on 14 April."}], call.text, client, "m")
+    assert again.text == call.text, "a statement already kept is not added twice"
+
+
+def test_user_statements_compact_the_oldest_past_the_cap_and_count_the_call():
+    many = [{"role": "user", "content": " ".join(f"I own {n} maps of town number {n}." for n in range(1, 15))}]
+    client = fake_client("The user owns many maps.")
+    call = UserStatements(cap_tokens=60).fold(many, "", client, "m")
+    lines = call.text.splitlines()
+    assert lines[0] == "Earlier: The user owns many maps." and len(call.dropped) == 7
+    assert lines[1:] == [f"- I own {n} maps of town number {n}." for n in range(8, 15)]
+    assert call.calls == 1 and call.tokens == 120, "the compaction is a model call, and it is counted"
+    assert "I own 1 maps" in client.chat.completions.sent[0]["messages"][1]["content"]
+
+
+def test_user_statements_fail_cleanly_when_compaction_fails():
+    many = [{"role": "user", "content": " ".join(f"I own {n} maps of town number {n}." for n in range(1, 15))}]
+    buffer = SummaryBuffer(system=SYSTEM, summarizer=UserStatements(cap_tokens=60), settings=BufferSettings(2, 1))
+    buffer.append(many[0])
+    buffer.append({"role": "assistant", "content": "Nice."})
+    buffer.append({"role": "user", "content": "Next?"})
+    with pytest.raises(openai.APIError):
+        buffer.fold_if_needed(fake_client(openai.APIError("boom", request=None, body=None)))
+    assert buffer.summary == "" and len(buffer.messages) == 3
+
+
+def test_judged_notes_on_the_embedded_model_run_and_count_their_checks(client):
+    turns = [{"role": "user", "content": "I'm allergic to shellfish. Which museum opens first?"}]
+    call = JudgedNotes().fold(turns, "", client, None)
+    assert call.calls == 2 and call.prompt_tokens > 0  # what it keeps is measured in notebook 03, not asserted
+
+
+# --- tool calls travel as one unit -----------------------------------------------------------
+
+TOOL_TURN = [
+    {"role": "user", "content": "Weather in Kyoto?"},
+    {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                                          "function": {"name": "weather", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    {"role": "assistant", "content": "Sunny."},
+]
+
+
+def test_a_tool_call_and_its_results_are_never_split():
+    history = [SYSTEM] + TOOL_TURN + make_history(3)[1:]
+    for keep in (1, 2, 3, 4):
+        window = sliding_window(history, keep)
+        has_call, has_result = any(m.get("tool_calls") for m in window), any(m["role"] == "tool" for m in window)
+        assert has_call == has_result, f"keep_turns={keep} split the tool call from its result"
+    for budget in range(chars([SYSTEM, history[-1]]), chars(history) + 1, 7):
+        trimmed = trim_to_budget(history, budget, count=chars)
+        assert any(m.get("tool_calls") for m in trimmed) == any(m["role"] == "tool" for m in trimmed)
+
+
+def test_summary_buffer_folds_a_tool_turn_whole():
+    buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(4, 1))
+    for message in TOOL_TURN:
+        buffer.append(message)
+    buffer.append({"role": "user", "content": "And Osaka?"})
+    buffer.fold_if_needed(fake_client("Kyoto is sunny."))
+    assert buffer.messages == [{"role": "user", "content": "And Osaka?"}]
+    assert not any(m["role"] == "tool" for m in buffer.payload())

@@ -467,9 +467,12 @@ class ExtractiveSummarizer:
         text = (
             "Maya is planning a trip. She also said: " + turns[turns.index("One more thing") :].split("\nassistant:")[0]
         )
+        self.sent = messages
+        from openai.types import CompletionUsage
+
         return SimpleNamespace(
             choices=[SimpleNamespace(message=SimpleNamespace(content=text), finish_reason="stop")],
-            usage=SimpleNamespace(prompt_tokens=10, completion_tokens=10, prompt_tokens_details=None),
+            usage=CompletionUsage(prompt_tokens=10, completion_tokens=10, total_tokens=20),
         )
 
 
@@ -482,15 +485,19 @@ def test_a_planted_instruction_survives_summarizing_and_is_inert_only_in_a_data_
         {"role": "user", "content": PLANTED},
         {"role": "assistant", "content": "Noted."},
     ]
-    summary = summarize(conversation, ExtractiveSummarizer(), model="m").text
-    assert "BANANA-7" in summary and "</conversation_summary>" in summary  # it survived the summary
+    summarizer = ExtractiveSummarizer()
+    summary = summarize(conversation, summarizer, model="m").text
+    assert "BANANA-7" in summary and "Ignore previous instructions" in summary  # it survived the summary
+    request = summarizer.sent[-1]["content"]  # the turns travel in a random-marker block the forged tag cannot close
+    closing_turns = re.search(r"</turns-\d{12}>", request).group()
+    assert request.count(closing_turns) == 1 and "</conversation_summary>" not in request
     as_system = summary_message(summary, "system")
     assert as_system["role"] == "system" and "Ignore previous instructions" in as_system["content"]
-    fixed = summary_message(summary, "user_data")
-    assert fixed["content"].count("</conversation_summary>") == 2  # the forged tag closes the fixed block early
+    fixed = summary_message(summary, "user_data")  # the data placement is the same random-marker block
+    assert re.search(r"</conversation_summary-\d{12}>$", fixed["content"])
     as_data = data_message(summary)
     assert as_data["role"] == "user"
     closing = re.search(r"</conversation_summary-\d{12}>$", as_data["content"]).group()
     block = as_data["content"][as_data["content"].index("\n<conversation_summary-") :]
     assert block.count(closing) == 1 and block.count("<") == 2
-    assert "&lt;/conversation_summary&gt;" in block and "BANANA-7" in block  # kept, as inert text
+    assert "</conversation_summary>" not in block and "BANANA-7" in block  # kept, as inert text

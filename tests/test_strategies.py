@@ -1,30 +1,37 @@
-"""helpers.strategies: the loop shared by examples/trim_history.py and benchmarks/strategies.py."""
+"""helpers.strategies: conversations from data/, live runs, replays and recall measured three ways."""
 
 import copy
+import json
 from types import SimpleNamespace
 
 import pytest
+from openai.types import CompletionUsage
 
 from helpers import count_tokens
-from helpers.history import count_turns
+from helpers.history import BufferSettings, RewriteSummary, count_turns
 from helpers.strategies import (
+    RECALL_PROBE,
+    SECOND_CONVERSATION,
     STRATEGIES,
+    ConversationFileError,
+    Recording,
     Run,
     StrategySettings,
     choose_payload,
-    fact_found,
     load_conversation,
-    quiz,
-    recall,
+    looping_share,
+    mentions,
+    recall_rows,
+    record,
+    repeated_ngram,
+    replay_strategy,
     run_strategy,
     spread_after_warmup,
     usage_row,
 )
 
 CONVERSATION = load_conversation()
-SYSTEM = CONVERSATION["system"]
-TURNS = CONVERSATION["turns"]
-FACTS = CONVERSATION["facts"]
+FACTS = CONVERSATION.facts
 
 
 class ScriptedClient:
@@ -34,6 +41,8 @@ class ScriptedClient:
     `summary`; every other call with `reply`, or, for a planted-fact question, with
     the fact's value when that value is anywhere in what was sent.
     """
+
+    base_url = "https://scripted.test/v1"
 
     def __init__(self, reply="Noted. Enjoy the trip.", summary="Maya is allergic to shellfish."):
         self.reply, self.summary = reply, summary
@@ -47,34 +56,68 @@ class ScriptedClient:
             text = self.summary
         else:
             text = self.reply
-            sent = " ".join(m["content"] for m in messages[:-1]).lower()
+            sent = " ".join(str(m["content"]) for m in messages[:-1])
             for fact in FACTS.values():
-                if messages[-1]["content"] == fact["question"]:
-                    text = f"It is {fact['value']}." if fact_found(sent, fact) else "I do not know."
-        usage = SimpleNamespace(prompt_tokens=int(count_tokens(messages)), completion_tokens=7,
-                                prompt_tokens_details=SimpleNamespace(cached_tokens=3))
-        message = SimpleNamespace(role="assistant", content=text, model_dump=lambda **_: {"role": "assistant", "content": text})
-        return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop")], usage=usage)
+                if messages[-1]["content"] == RECALL_PROBE.format(question=fact.question):
+                    text = f"It is {fact.value}." if mentions(sent, fact) else "I do not know."
+        usage = CompletionUsage(prompt_tokens=int(count_tokens(messages)), completion_tokens=7, total_tokens=0,
+                                prompt_tokens_details={"cached_tokens": 3})
+        message = SimpleNamespace(role="assistant", content=text,
+                                  model_dump=lambda **_: {"role": "assistant", "content": text})
+        return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop", logprobs=None)],
+                               usage=usage)
 
     def conversation_calls(self):
         return [r for r in self.requests if "running summary" not in r["messages"][0]["content"]]
 
 
+def test_the_data_conversations_load_with_scorable_facts():
+    for conversation in (CONVERSATION, load_conversation(SECOND_CONVERSATION)):
+        assert conversation.turns and conversation.facts
+        for fact in conversation.facts.values():
+            assert fact.scorable and fact.value in fact.candidates
+            assert mentions(conversation.turns[fact.turn - 1], fact), f"{fact.name} is said in turn {fact.turn}"
+
+
+@pytest.mark.parametrize(
+    "document, fragment",
+    [
+        ("[]", "top level"),
+        ('{"system": "s", "turns": []}', "'turns'"),
+        ('{"system": "s", "turns": ["hi"], "facts": {"x": {"value": "v", "question": "q", "turn": 3}}}', "turn"),
+        ('{"system": "s", "turns": ["v"], "facts": {"x": {"value": "v", "question": "q", "turn": 1, '
+         '"candidates": ["a", "b"], "answer_prefix": "It is"}}}', "include the value"),
+        ("{not json", "not valid UTF-8 JSON"),
+    ],
+)
+def test_a_malformed_conversation_file_is_named_and_left_alone(tmp_path, document, fragment):
+    path = tmp_path / "bad.json"
+    path.write_text(document)
+    before = path.read_bytes()
+    with pytest.raises(ConversationFileError, match=fragment) as caught:
+        load_conversation(path)
+    assert str(path) in str(caught.value) and path.read_bytes() == before
+
+
+def test_a_missing_conversation_file_is_named(tmp_path):
+    with pytest.raises(ConversationFileError, match="cannot read"):
+        load_conversation(tmp_path / "nowhere.json")
+
+
 def test_settings_validate():
-    assert StrategySettings().threshold >= 2 * StrategySettings().summary_keep_turns
     with pytest.raises(ValueError, match="threshold"):
-        StrategySettings(threshold=3, summary_keep_turns=2)
+        StrategySettings(buffer=BufferSettings(threshold=3, keep_turns=2))
     with pytest.raises(ValueError, match="at least 1"):
         StrategySettings(max_tokens=0)
 
 
 def test_choose_payload():
-    history = [{"role": "system", "content": SYSTEM}]
-    for text in TURNS[:6]:
+    history = [CONVERSATION.system_message]
+    for text in CONVERSATION.turns[:6]:
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}]
-    history.append({"role": "user", "content": TURNS[6]})
+    history.append({"role": "user", "content": CONVERSATION.turns[6]})
     before = copy.deepcopy(history)
-    settings = StrategySettings(keep_turns=2, budget=120)
+    settings = StrategySettings(window_turns=2, budget=120)
     assert choose_payload("raw")(history) == history
     assert count_turns(choose_payload("window", settings)(history)) == 2
     assert int(count_tokens(choose_payload("budget", settings)(history))) <= 120
@@ -84,33 +127,32 @@ def test_choose_payload():
             choose_payload(wrong)
 
 
+SMALL = StrategySettings(max_tokens=16, window_turns=2, budget=150, buffer=BufferSettings(threshold=4, keep_turns=1))
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_run_strategy_runs_the_loop_and_records_usage(strategy):
     client = ScriptedClient()
-    settings = StrategySettings(max_tokens=16, keep_turns=2, budget=150, threshold=4, summary_keep_turns=1)
     seen = []
-    run = run_strategy(client, strategy, SYSTEM, TURNS[:7], settings, seen.append, model="m")
+    run = run_strategy(client, strategy, CONVERSATION, SMALL, seen.append, turns=7, model="m",
+                       summarizer=RewriteSummary())
     calls = client.conversation_calls()
     assert len(run.rows) == len(calls) == 7 and seen == run.rows
-    assert [row["turn"] for row in run.rows] == list(range(1, 8))
     for row, call in zip(run.rows, calls):
         sent = call["messages"]
         assert call["model"] == "m" and call["max_tokens"] == 16
-        assert sent[0] == {"role": "system", "content": SYSTEM}
-        assert sent[-1] == {"role": "user", "content": TURNS[row["turn"] - 1]}
+        assert sent[0] == CONVERSATION.system_message
+        assert sent[-1] == {"role": "user", "content": CONVERSATION.turns[row["turn"] - 1]}
         assert row["prompt_tokens"] == int(count_tokens(sent)) and row["cached_tokens"] == 3
-        assert row["messages sent"] == len(sent)
     sizes = run.per_turn()
     if strategy == "raw":
         assert all(b > a for a, b in zip(sizes, sizes[1:]))
-        assert [row["messages sent"] for row in run.rows] == [2 * n for n in range(1, 8)]
     if strategy == "window":
         assert max(count_turns(c["messages"]) for c in calls) == 2
     if strategy == "budget":
         assert max(sizes) <= 150
     if strategy == "summary":
         assert run.summarizer_rows and run.summary == "Maya is allergic to shellfish."
-        assert run.summarizer_tokens == sum(r["prompt_tokens"] + r["completion_tokens"] for r in run.summarizer_rows)
         assert run.total_tokens == run.prompt_tokens + run.summarizer_tokens
         assert sum(row["summarizer_tokens"] for row in run.rows) == run.summarizer_tokens
         assert any("Maya is allergic" in m["content"] for m in calls[-1]["messages"][1:2])
@@ -120,35 +162,68 @@ def test_run_strategy_runs_the_loop_and_records_usage(strategy):
 
 def test_run_strategy_rejects_an_unknown_strategy():
     with pytest.raises(ValueError, match="strategy must be one of"):
-        run_strategy(ScriptedClient(), "everything", SYSTEM, TURNS[:1], model="m")
+        run_strategy(ScriptedClient(), "everything", CONVERSATION, turns=1, model="m")
 
 
-def test_quiz_asks_each_fact_after_the_strategy_payload():
+def recording(turns=8):
+    return record(ScriptedClient(), CONVERSATION, 16, turns=turns, model="m")
+
+
+def test_replay_sends_exactly_what_a_live_run_sends():
     client = ScriptedClient()
-    settings = StrategySettings(max_tokens=16, keep_turns=2)
-    raw = run_strategy(client, "raw", SYSTEM, TURNS[:8], settings, model="m")
-    window = run_strategy(client, "window", SYSTEM, TURNS[:8], settings, model="m")
-    raw_rows, window_rows = quiz(client, raw, FACTS, model="m"), quiz(client, window, FACTS, model="m")
-    assert [r["fact"] for r in raw_rows] == list(FACTS)
-    assert all(r["in what was sent"] and r["answer has it"] for r in raw_rows)
-    assert not any(r["in what was sent"] or r["answer has it"] for r in window_rows)
-    assert recall(raw_rows) == (4, 4) and recall(window_rows) == (0, 4)
-    last = client.requests[-1]
-    assert last["messages"][-1]["content"] == FACTS["budget"]["question"]
-    assert last["max_tokens"] == 40
+    recorded = recording()
+    assert [m["role"] for m in recorded.history] == ["system"] + ["user", "assistant"] * 8
+    for strategy in ("raw", "window", "budget"):
+        live = run_strategy(ScriptedClient(), strategy, CONVERSATION, SMALL, turns=8, model="m")
+        replayed = replay_strategy(client, strategy, recorded, SMALL, model="m")
+        assert replayed.per_turn() == live.per_turn(), strategy
+    summary = replay_strategy(client, "summary", recorded, SMALL, model="m", summarizer=RewriteSummary())
+    assert summary.summarizer_rows and all(r["calls"] == 1 for r in summary.summarizer_rows)
+    assert len(client.requests) == len(summary.summarizer_rows), "a replay calls the model only to fold"
+
+
+def test_replay_counts_the_cache_a_server_would_use(embedded_model):
+    replayed = replay_strategy(ScriptedClient(), "raw", recording(), SMALL, model="m")
+    rows = replayed.rows
+    assert rows[0]["cached_tokens"] == 0
+    for previous, row in zip(rows, rows[1:]):  # raw keeps the prefix: the whole previous prompt is reused
+        assert row["cached_tokens"] >= previous["prompt_tokens"]
+        assert row["provider_cached_tokens"] == 0 or row["provider_cached_tokens"] % 128 == 0
+    window = replay_strategy(ScriptedClient(), "window", recording(), SMALL, model="m").rows
+    assert window[-1]["cached_tokens"] < 40, "a window changes the start of the prompt every turn"
+
+
+def test_recall_rows_measure_three_ways():
+    client = ScriptedClient()
+    recorded = recording()
+    raw = recall_rows(client, replay_strategy(client, "raw", recorded, SMALL, model="m"), FACTS, model="m")
+    window = recall_rows(client, replay_strategy(client, "window", recorded, SMALL, model="m"), FACTS, model="m")
+    assert [r["fact"] for r in raw] == list(FACTS)
+    assert all(r["in what was sent"] and r["reply names it"] for r in raw)
+    assert not any(r["in what was sent"] or r["reply names it"] for r in window)
+    assert all(r["share"] is None for r in raw), "a server without logprobs gives no share, and no crash"
     with pytest.raises(ValueError):
-        quiz(client, Run("raw"), FACTS)
+        recall_rows(client, Run("raw"), FACTS)
 
 
-def test_fact_found_uses_the_match_list():
-    assert fact_found("You land on April 14th.", FACTS["date"])
-    assert fact_found("a budget of $3200", FACTS["budget"])
-    assert not fact_found("You land in April.", FACTS["date"])
+def test_mentions_match_whole_words_only():
+    date = FACTS["date"]
+    assert mentions("You land on April 14th.", date) and mentions("a budget of $3200", FACTS["budget"])
+    assert not mentions("You land in April.", date)
+    japan = load_conversation(SECOND_CONVERSATION).facts["diet"]
+    assert mentions("You are vegetarian.", japan) and not mentions("Vegetarianism is common.", japan)
+
+
+def test_looping_replies_are_counted():
+    assert repeated_ngram("a b c d e f a b c d e f")
+    assert repeated_ngram("one two three four five six", ["zero one two three four five six seven"])
+    assert not repeated_ngram("one two three four five six", ["one two three four five"])
+    assert looping_share(["a b c d e f g", "x a b c d e f", "fresh words here only"]) == pytest.approx(1 / 3)
 
 
 def test_usage_row_without_cache_details():
-    response = SimpleNamespace(usage=SimpleNamespace(prompt_tokens=10, completion_tokens=2, prompt_tokens_details=None))
-    assert usage_row(3, response, [{}, {}])["cached_tokens"] == 0
+    response = SimpleNamespace(usage=CompletionUsage(prompt_tokens=10, completion_tokens=2, total_tokens=12))
+    assert usage_row(3, response, [{}, {}])["cached_tokens"] is None
 
 
 def test_spread_after_warmup():
@@ -158,8 +233,14 @@ def test_spread_after_warmup():
         spread_after_warmup(run, 4)
 
 
-def test_run_strategy_on_the_embedded_model(client):
-    run = run_strategy(client, "window", SYSTEM, TURNS[:3], StrategySettings(max_tokens=8, keep_turns=1))
+def test_live_and_replayed_runs_on_the_embedded_model(client):
+    run = run_strategy(client, "window", CONVERSATION, StrategySettings(max_tokens=8, window_turns=1), turns=3)
     assert [row["messages sent"] for row in run.rows] == [2, 2, 2]
     assert all(0 < row["completion_tokens"] <= 8 for row in run.rows)
-    assert run.seconds > 0
+    recorded = record(client, CONVERSATION, 8, turns=4)
+    assert isinstance(recorded, Recording)
+    raw = replay_strategy(client, "raw", recorded)
+    assert [row["prompt_tokens"] for row in raw.rows] == [row["prompt_tokens"] for row in recorded.rows]
+    rows = recall_rows(client, raw, {"name": FACTS["name"]}, reply_tokens=8)
+    assert rows[0]["in what was sent"] and 0 <= rows[0]["share"] <= 1
+    assert json.dumps(rows)  # plain values, ready for a table

@@ -20,10 +20,10 @@ from helpers.widget import (
     ChatWidget,
     MemorySettings,
     context_bar_png,
-    load_script,
     turn_chart_png,
 )
-from helpers.history import SUMMARY_HEADER, HistoryTooLongError, SummaryError, count_turns
+from helpers.strategies import load_conversation
+from helpers.history import SUMMARY_HEADER, RewriteSummary, UserStatements, HistoryTooLongError, SummaryError, count_turns
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SYSTEM = "You are a concise travel assistant."
@@ -74,6 +74,7 @@ def fake_client(**kwargs):
 
 
 def session_with(turns: int, client=None, **settings) -> ChatSession:
+    settings.setdefault("summarizer", RewriteSummary())  # a summarizer that calls the (fake) model
     session = ChatSession(SYSTEM, MemorySettings(**settings), model="fake")
     client = client or fake_client()
     for number in range(1, turns + 1):
@@ -291,11 +292,13 @@ def test_replay_sends_each_text_and_reports_each_turn():
     assert [r.user for r in records] == ["one?", "two?", "three?"] and seen == records == session.turns
 
 
-def test_load_script_reads_both_data_files():
-    system, turns = load_script(DATA / "long_conversation.json")
+def test_both_data_files_load_as_scripts():
+    conversation = load_conversation(DATA / "long_conversation.json")
+    system, turns = conversation.system, conversation.turns
     assert system.startswith("You are a concise travel assistant") and len(turns) == 28
     assert turns[0].startswith("Hi! My name is Maya")
-    system, turns = load_script(DATA / "trip_conversation.json")
+    trip = load_conversation(DATA / "trip_conversation.json")
+    system, turns = trip.system, trip.turns
     assert len(turns) == 12 and all(isinstance(t, str) for t in turns)
 
 
@@ -303,7 +306,8 @@ def test_load_script_reads_both_data_files():
 
 
 def test_a_few_real_turns_bill_exactly_what_was_planned(client, model_name):
-    session = ChatSession(SYSTEM, MemorySettings(strategy="summary", threshold=4, keep_turns=1, budget=300, max_tokens=30, summary_max_tokens=60))
+    session = ChatSession(SYSTEM, MemorySettings(strategy="summary", threshold=4, keep_turns=1, budget=300, max_tokens=30,
+                                                 summarizer=RewriteSummary(max_tokens=60)))
     for text in ["Hi, I'm Maya.", "I'm allergic to shellfish.", "I arrive on 14 April.", "Which city first?"]:
         planned = session.plan(text)
         record = session.send(text, client)
@@ -339,7 +343,7 @@ def test_widget_builds_with_empty_panels():
 
 def test_clicking_send_updates_every_panel():
     client = fake_client()
-    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake"), client)
+    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1, summarizer=RewriteSummary()), model="fake"), client)
     chart_before = widget.chart_image.value
     widget.text.value = "I'm Maya and I love trains."
     assert "I&#x27;m Maya and I love trains." in widget.payload_html.value, "typing re-plans the preview"
@@ -385,7 +389,7 @@ class WatchingCompletions(FakeCompletions):
 def test_progress_indicator_shows_while_the_model_answers():
     completions = WatchingCompletions()
     client = SimpleNamespace(chat=SimpleNamespace(completions=completions))
-    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake"), client, script=["a?"])
+    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1, summarizer=RewriteSummary()), model="fake"), client, script=["a?"])
     completions.widget = widget
     assert widget.busy_html.value == "" and not widget.busy
     for number in range(1, 4):
@@ -417,7 +421,7 @@ def test_session_reports_its_phases():
 
 def test_a_fold_that_returns_the_same_summary_is_still_shown_as_a_fold():
     client = fake_client(summary_text="Maya, shellfish allergy.")
-    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake"), client)
+    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1, summarizer=RewriteSummary()), model="fake"), client)
     for number in range(1, 6):  # folds at turns 3 and 5; the second returns the same text
         widget.send(f"Question {number}?")
     first, second = widget.session.turns[2], widget.session.turns[4]
@@ -457,7 +461,8 @@ def test_controls_replan_the_preview():
     widget.strategy.value = "summary"
     widget.keep_turns.value = 2
     widget.threshold.value = 4
-    assert widget.session.settings == MemorySettings(strategy="summary", keep_turns=2, threshold=4, budget=100)
+    assert widget.session.settings == MemorySettings(strategy="summary", keep_turns=2, threshold=4, budget=100,
+                                                     summarizer=widget.session.settings.summarizer)
     assert widget.plan.fold_pending and "folded into the summary" in widget.payload_html.value
 
 
@@ -469,14 +474,14 @@ def test_sliders_hold_the_sessions_own_settings():
 
 
 def test_replay_button_plays_the_script_with_progress():
-    _, turns = load_script(DATA / "long_conversation.json")
+    turns = load_conversation(DATA / "long_conversation.json").turns
     widget = ChatWidget(ChatSession(SYSTEM, model="fake"), fake_client(), script=turns[:5])
     assert not widget.replay_button.disabled
     widget.replay(limit=2)
     assert widget.progress.value == 2 and len(widget.session.turns) == 2
     widget.replay_button.click()
     assert widget.progress.value == widget.progress.max == 5
-    assert [r.user for r in widget.session.turns] == turns[:5]
+    assert [r.user for r in widget.session.turns] == list(turns[:5])
 
 
 # --- challenge check -----------------------------------------------------------------
@@ -489,3 +494,13 @@ def test_check_net_saving_accepts_the_answer_and_hints_otherwise():
         check_net_saving(lambda records: sum(r.raw_tokens - r.prompt_tokens for r in records))
     with pytest.raises(ChallengeNotPassed, match="int"):
         check_net_saving(lambda records: 1.5)
+
+
+def test_the_default_summary_copies_the_users_statements_without_a_model_call():
+    client = fake_client()
+    session = ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake")
+    assert isinstance(session.settings.summarizer, UserStatements)
+    for text in ("My name is Maya and I love trains.", "Which city first?", "I land on 14 April in Tokyo.", "Ok?"):
+        record = session.send(text, client)
+    assert "- My name is Maya and I love trains." in session.summary
+    assert client.chat.completions.summaries == 0 and record.summarizer_tokens == 0

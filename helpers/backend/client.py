@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
-from ._http import httpx
 import openai
 from dotenv import find_dotenv, load_dotenv
 
+from ..errors import ProviderUnreachableError
+from ._http import httpx
 from .config import Settings, resolve_settings
 from .embedded import EmbeddedTransport, load_embedded_model
-from ..errors import ProviderUnreachableError
 
 EMBEDDED_BASE_URL = "http://embedded.smollm2/v1"  # never resolved: the transport answers in-process
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlparse
 
-from ..errors import MissingAPIKeyError, ConfigurationError
+from ..errors import ConfigurationError, MissingAPIKeyError
 
 EMBEDDED = "embedded"
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"

@@ -68,6 +68,14 @@ DEFAULT_TOP_P = 0.9
 # synchronisation than it gains (python -m helpers.bench --threads measures it). Prompt processing
 # is a batch, and uses every core.
 DEFAULT_DECODE_THREADS = 1
+# DRY ("don't repeat yourself", llama.cpp's sampler): a token that would extend a sequence the assistant
+# already wrote in an earlier reply is penalised, more the longer the repeat. Without it a 135M model copies
+# its previous reply turn after turn (greedy or sampled). 0.8/1.75/2 are DRY's published defaults; the
+# user's own words are not in its history, so quoting a fact the user gave costs nothing.
+DEFAULT_DRY_MULTIPLIER = 0.8
+DRY_BASE = 1.75
+DRY_ALLOWED_LENGTH = 2
+DRY_SEQUENCE_BREAKERS = ("\n", ":", '"', "*")
 MAX_TOP_LOGPROBS = 20
 MAX_STOP_SEQUENCES = 4
 
@@ -79,7 +87,7 @@ _IGNORED = frozenset(
 )
 _UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction", "web_search_options")
 # llama.cpp's own samplers, as OpenAI-compatible local servers (vLLM, llama.cpp) accept them in `extra_body`.
-_EXTENSIONS = ("top_k", "min_p", "repeat_penalty")
+_EXTENSIONS = ("top_k", "min_p", "repeat_penalty", "dry_multiplier")
 _KNOWN = frozenset(
     {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "seed", "stop",
      "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "response_format", "modalities",
@@ -194,6 +202,7 @@ class Sampling:
     repeat_penalty: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    dry_multiplier: float = DEFAULT_DRY_MULTIPLIER
     stop: tuple[str, ...] = ()
     logprobs: bool = False
     top_logprobs: int = 0
@@ -298,6 +307,7 @@ def parse_request(body: Any, model_name: str, default_max_tokens: int) -> tuple[
         top_k=40 if top_k is None else top_k,
         min_p=_number(extensions, "min_p", 0.05, 0.0, 1.0),
         repeat_penalty=_number(extensions, "repeat_penalty", 1.0, 0.0, 10.0),
+        dry_multiplier=_number(extensions, "dry_multiplier", DEFAULT_DRY_MULTIPLIER, 0.0, 10.0),
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
         stop=tuple(stop or ()),
@@ -346,6 +356,7 @@ class EmbeddedModel:
         )
         self._vocab = self.llm._model.vocab
         self._grammars: dict[str, Any] = {}
+        self._breaker = self.llm.tokenize(b"\n", add_bos=False, special=False)  # between replies, for DRY
 
     @property
     def n_ctx(self) -> int:
@@ -381,11 +392,22 @@ class EmbeddedModel:
 
         So `<|im_end|>` typed in a message is seven ordinary tokens, not the end of a turn.
         """
+        return self._prompt(messages)[0]
+
+    def _prompt(self, messages: Sequence[Any]) -> tuple[list[int], list[int]]:
+        """The prompt's tokens, and the tokens of the assistant's earlier replies in it (for DRY)."""
+        roles = [m["role"] for m in normalize_messages(messages)]
         tokens: list[int] = []
+        own: list[int] = []
+        contents = 0
         for text, is_markup in self._segments(messages):
-            if text:
-                tokens += self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=is_markup)
-        return tokens
+            piece = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=is_markup) if text else []
+            tokens += piece
+            if not is_markup:
+                if roles[contents] == "assistant":
+                    own += piece + self._breaker
+                contents += 1
+        return tokens, own
 
     def count_tokens(self, messages: Sequence[Any]) -> int:
         """Exactly the `usage.prompt_tokens` a call with `messages` reports."""
@@ -444,48 +466,70 @@ class EmbeddedModel:
                                           "logprob": float(logprobs[other]), "bytes": list(other_piece)})
         return entry
 
-    def generate(self, tokens: list[int], sampling: Sampling, cancel: threading.Event | None = None) -> Iterator[str]:
+    def _sampler(self, sampling: Sampling, own: Sequence[int]) -> Any:
+        """llama.cpp's sampler chain for one request, primed with the assistant's earlier replies (DRY)."""
+        from llama_cpp._internals import LlamaSampler
+
+        sampler = LlamaSampler()
+        sampler.add_penalties(self.llm.n_vocab(), 64, sampling.repeat_penalty, sampling.frequency_penalty,
+                              sampling.presence_penalty)
+        grammar = self._grammar(sampling.grammar_source)
+        if grammar is not None:
+            sampler.add_grammar(self.llm._model, grammar)
+        elif sampling.dry_multiplier > 0:
+            sampler.add_dry(self.llm._model, sampling.dry_multiplier, DRY_BASE, DRY_ALLOWED_LENGTH, self.n_ctx,
+                            list(DRY_SEQUENCE_BREAKERS))
+        if sampling.temperature == 0:
+            sampler.add_greedy()
+        else:
+            sampler.add_top_k(sampling.top_k)
+            sampler.add_top_p(sampling.top_p, 1)
+            sampler.add_min_p(sampling.min_p, 1)
+            sampler.add_temp(sampling.temperature)
+            sampler.add_dist(sampling.seed)
+        if grammar is None:
+            for token in own:  # what DRY (and the penalties) count as already said
+                sampler.accept(token)
+        return sampler
+
+    def generate(self, tokens: list[int], sampling: Sampling, own: Sequence[int] = (),
+                 cancel: threading.Event | None = None) -> Iterator[str]:
         """Decode a reply to `tokens`, yielding text pieces as they are complete; the caller holds the lock.
 
-        The generator's return value (``StopIteration.value``) is the `Generation`.
+        `own` holds the assistant's earlier replies (DRY avoids repeating them). The generator's return
+        value (``StopIteration.value``) is the `Generation`.
         """
         llm = self.llm
-        llm.set_seed(sampling.seed)
+        sampler = self._sampler(sampling, own)
         result = Generation()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, emitted = "", 0
         hold = max((len(s) for s in sampling.stop), default=1) - 1  # text that may still become a stop sequence
-        tokens_out = llm.generate(
-            tokens, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p,
-            repeat_penalty=sampling.repeat_penalty, presence_penalty=sampling.presence_penalty,
-            frequency_penalty=sampling.frequency_penalty, grammar=self._grammar(sampling.grammar_source),
-        )
-        try:
-            for token in tokens_out:
-                if cancel is not None and cancel.is_set():
-                    break
-                if sampling.logprobs:
-                    entry = self._logprob_entry(token, sampling.top_logprobs)
-                if self._ends_turn(token):
-                    result.finish_reason = "stop"
-                    break
-                result.tokens.append(token)
-                if sampling.logprobs:
-                    result.logprobs.append(entry)
-                text += decoder.decode(llm.detokenize([token]))
-                cut = min((i for i in (text.find(s) for s in sampling.stop) if i >= 0), default=-1)
-                if cut >= 0:
-                    text, result.finish_reason = text[:cut], "stop"
-                    break
-                if len(result.tokens) >= sampling.max_tokens:
-                    break
-                safe = len(text) - hold if sampling.stop else len(text)
-                if safe > emitted:
-                    yield text[emitted:safe]
-                    emitted = safe
-        finally:
-            tokens_out.close()
-        text += decoder.decode(b"", final=True) if result.finish_reason == "length" else ""
+        self._evaluate(tokens, logprobs=False)
+        while True:
+            if cancel is not None and cancel.is_set():
+                break
+            token = sampler.sample(llm._ctx, -1)
+            entry = self._logprob_entry(token, sampling.top_logprobs) if sampling.logprobs else None
+            if self._ends_turn(token):
+                result.finish_reason = "stop"
+                break
+            result.tokens.append(token)
+            if entry is not None:
+                result.logprobs.append(entry)
+            text += decoder.decode(llm.detokenize([token]))
+            cut = min((i for i in (text.find(s) for s in sampling.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                text, result.finish_reason = text[:cut], "stop"
+                break
+            if len(result.tokens) >= sampling.max_tokens:
+                break
+            safe = len(text) - hold if sampling.stop else len(text)
+            if safe > emitted:
+                yield text[emitted:safe]
+                emitted = safe
+            llm.eval([token])
+        text += decoder.decode(b"", final=True)
         if len(text) > emitted:
             yield text[emitted:]
         result.text = text
@@ -506,19 +550,19 @@ class EmbeddedModel:
                 "messages", code="context_length_exceeded",
             )
 
-    def prepare(self, body: Any) -> tuple[list[int], Sampling]:
-        """Validate a request body and build its prompt tokens; raises `ApiError` for a bad request."""
+    def prepare(self, body: Any) -> tuple[list[int], list[int], Sampling]:
+        """Validate a request body; its prompt tokens, the assistant's earlier replies in it, and its sampling."""
         messages, sampling = parse_request(body, self.name, self.default_max_tokens)
-        tokens = self.prompt_tokens(messages)
+        tokens, own = self._prompt(messages)
         self._check_fits(len(tokens), sampling.max_tokens)
-        return tokens, sampling
+        return tokens, own, sampling
 
     def chat(self, body: Any) -> dict[str, Any]:
         """Serve one non-streaming chat completion request body; returns the response dict."""
-        tokens, sampling = self.prepare(body)
+        tokens, own, sampling = self.prepare(body)
         with self.lock:
             cached = self.cached_prefix(tokens)
-            pieces = self.generate(tokens, sampling)
+            pieces = self.generate(tokens, sampling, own)
             while True:
                 try:
                     next(pieces)
@@ -537,7 +581,7 @@ class EmbeddedModel:
         A worker thread decodes under the lock into a queue, to the end of the reply, whether or not
         the stream is read: a half-read stream holds no lock, and closing it stops the decode early.
         """
-        tokens, sampling = self.prepare(body)
+        tokens, own, sampling = self.prepare(body)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         completion_id, created = _completion_id(), int(time.time())
         events: queue.Queue[Any] = queue.Queue()
@@ -553,7 +597,7 @@ class EmbeddedModel:
                 with self.lock:
                     cached = self.cached_prefix(tokens)
                     events.put(chunk({"role": "assistant", "content": ""}))
-                    pieces, sent_logprobs = self.generate(tokens, sampling, cancel), 0
+                    pieces, sent_logprobs = self.generate(tokens, sampling, own, cancel), 0
                     while True:
                         try:
                             piece = next(pieces)
@@ -586,7 +630,7 @@ class EmbeddedModel:
 
     # --- scoring: the model's probability of given answers --------------------------------------
 
-    def _evaluate(self, tokens: list[int]) -> np.ndarray:
+    def _evaluate(self, tokens: list[int], logprobs: bool = True) -> np.ndarray | None:
         """Put `tokens` in the KV cache (reusing the cached prefix); the log-probabilities of the next token."""
         llm = self.llm
         shared = 0
@@ -598,32 +642,36 @@ class EmbeddedModel:
         llm.n_tokens = shared
         llm._ctx.kv_cache_seq_rm(-1, shared, -1)
         llm.eval(tokens[shared:])
-        return self._last_logprobs()
+        return self._last_logprobs() if logprobs else None
 
-    def score_continuations(self, messages: Sequence[Any], answer_prefix: str, candidates: Sequence[str]) -> dict[str, float]:
-        """The log-likelihood of each candidate answer, as the reply's continuation after `answer_prefix`.
+    def score_continuations(self, messages: Sequence[Any], answer_prefix: str,
+                            candidates: Sequence[str]) -> dict[str, float]:
+        """The log-probability of each candidate answer, as the reply's continuation after `answer_prefix`.
 
         The reply scored is ``answer_prefix + " " + candidate`` (no space when the prefix is empty or ends in
-        one), as plain text after the chat template's assistant header. The tokens every candidate shares are
-        evaluated once, reusing the cached conversation prefix; then each candidate's own tokens are decoded one
-        at a time, reading only the last logits (no `logits_all`): exact log-probabilities.
-        Returns ``{candidate: log P(its own tokens | conversation, shared answer text)}``.
+        one), as plain text after the chat template's assistant header. The conversation and the prefix are
+        evaluated once, reusing the cached prefix of the previous call; then each candidate's tokens are
+        decoded one at a time, reading only the last logits (no `logits_all`): exact log-probabilities,
+        ``log P(candidate | conversation, answer_prefix)``, summed over the candidate's tokens. (Exact up to
+        float rounding: a prefix cached from a batch of another shape can move a score by about 0.1.)
         """
         if not candidates or len(set(candidates)) != len(candidates):
             raise ValueError("give one or more distinct candidate answers")
         context = self.prompt_tokens(messages)  # ends with the assistant header: the reply starts here
         separator = "" if not answer_prefix or answer_prefix.endswith((" ", "\n")) else " "
+        prefix = self.llm.tokenize(answer_prefix.encode("utf-8"), add_bos=False, special=False)
         answers = {candidate: self.llm.tokenize(f"{answer_prefix}{separator}{candidate}".encode("utf-8"),
                                                 add_bos=False, special=False) for candidate in candidates}
-        shared = len(os.path.commonprefix(list(answers.values())))
+        # Where the candidates start: after the prefix's tokens (earlier if one merges with the prefix's end).
+        start = min(len(os.path.commonprefix([prefix, answer])) for answer in answers.values())
+        base = context + prefix[:start]
         scores: dict[str, float] = {}
         with self.lock:
-            base = context + next(iter(answers.values()))[:shared]
             base_logprobs = self._evaluate(base)
             for candidate, answer in answers.items():
-                own = answer[shared:]
+                own = answer[start:]
                 if not own:
-                    raise ValueError(f"candidate {candidate!r} is the start of another candidate: it adds no token")
+                    raise ValueError(f"candidate {candidate!r} adds no token after the answer prefix")
                 total, logprobs = 0.0, base_logprobs
                 for position, token in enumerate(own):
                     if position:

@@ -16,7 +16,8 @@ import openai
 
 from ..backend.client import count_tokens, current_settings
 from ..payload import recording_client
-from . import ChallengeNotPassed, require as _require
+from . import ChallengeNotPassed
+from . import require as _require
 
 SYSTEM = {"role": "system", "content": "You are a concise travel assistant."}
 SCRIPTED_TURNS = (

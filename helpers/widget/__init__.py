@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from .session import (
-    Strategy,
-    STRATEGIES,
-    PARTS,
     PART_COLOURS,
+    PARTS,
+    STRATEGIES,
+    ChatSession,
     ChatSessionError,
     MemorySettings,
     Plan,
+    Strategy,
     TurnRecord,
-    load_script,
-    ChatSession,
 )
 from .view import (
+    ChatWidget,
     context_bar_png,
     turn_chart_png,
-    ChatWidget,
 )
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "MemorySettings",
     "Plan",
     "TurnRecord",
-    "load_script",
     "ChatSession",
     "context_bar_png",
     "turn_chart_png",

@@ -23,24 +23,25 @@ The memory strategies are those of `helpers.history` (`sliding_window`,
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 from ..backend.client import count_tokens, current_settings
+from ..backend.usage import read_usage
 from ..errors import HelpersError
 from ..history import (
-    Message,
+    BufferSettings,
+    Summarizer,
     SummaryBuffer,
     SummaryCall,
-    TokenCounter,
+    UserStatements,
     count_turns,
     sliding_window,
     trim_to_budget,
 )
 from ..payload import assistant_message
+from ..types import Message, TokenCounter
 
 Strategy = Literal["raw", "window", "summary"]
 STRATEGIES: tuple[str, ...] = ("raw", "window", "summary")
@@ -69,30 +70,30 @@ class MemorySettings:
     - `budget`: the most prompt tokens a turn may send. Window and summary are cut to
       it with `trim_to_budget` (oldest turns first, system messages and the summary
       kept); raw sends everything, so its plan shows how far over it goes.
-    - `max_tokens` caps each reply; `summary_max_tokens` and `max_words` each summary.
+    - `max_tokens` caps each reply; `summarizer` folds old turns (`helpers.history.UserStatements` by default).
     """
 
     strategy: Strategy = "summary"
     threshold: int = 8
     keep_turns: int = 2
     budget: int = 400
-    max_tokens: int = 60
-    summary_max_tokens: int = 80
-    max_words: int = 60
+    max_tokens: int = 40
+    summarizer: Summarizer = field(default_factory=UserStatements)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ChatSessionError(f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
-        if self.keep_turns < 1:
-            raise ChatSessionError(f"keep_turns must be at least 1 (the newest turn), not {self.keep_turns}")
-        if self.threshold < 2 * self.keep_turns:
-            raise ChatSessionError(
-                f"threshold ({self.threshold} messages) must be at least 2 * keep_turns ({2 * self.keep_turns}), "
-                "or every fold would keep more than it may hold"
-            )
-        for name in ("budget", "max_tokens", "summary_max_tokens", "max_words"):
-            if getattr(self, name) < 1:
-                raise ChatSessionError(f"{name} must be positive, not {getattr(self, name)}")
+        try:
+            BufferSettings(self.threshold, self.keep_turns)  # the one validator of fold settings
+        except ValueError as error:
+            raise ChatSessionError(str(error)) from None
+        for name in ("budget", "max_tokens"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ChatSessionError(f"{name} must be a positive whole number, not {getattr(self, name)!r}")
+
+    @property
+    def buffer(self) -> BufferSettings:
+        return BufferSettings(self.threshold, self.keep_turns)
 
 
 @dataclass(frozen=True)
@@ -175,16 +176,6 @@ class TurnRecord:
         return row
 
 
-def load_script(path: str | Path) -> tuple[str, list[str]]:
-    """The system prompt and user turns of a scripted conversation (`data/long_conversation.json` shape).
-
-    Turns may be plain strings or ``{"user": text, ...}`` dicts (`data/trip_conversation.json`).
-    """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    turns = [turn["user"] if isinstance(turn, dict) else str(turn) for turn in data["turns"]]
-    return str(data["system"]), turns
-
-
 def _default_count_text(text: str) -> int:
     from ..backend.embedded import load_embedded_model
 
@@ -198,7 +189,7 @@ class ChatSession:
     transcript); `summary` and `folded` (how many of those messages the summary
     covers) are the summary buffer's state. The loop of notebook 01, managed::
 
-        session = ChatSession(SYSTEM, MemorySettings(strategy="summary", threshold=8, keep_turns=2))
+        session = ChatSession(SYSTEM, MemorySettings(strategy="summary", threshold=8, keep_turns=2))  # the defaults
         session.plan("Which city first?")          # what would be sent, and its tokens
         record = session.send("Which city first?", client)
         record.prompt_tokens, record.raw_tokens    # billed vs what raw history would cost
@@ -235,11 +226,6 @@ class ChatSession:
     def system_message(self) -> Message:
         return {"role": "system", "content": self.system}
 
-    @property
-    def verbatim(self) -> list[Message]:
-        """The messages the summary does not cover (what the summary strategy sends verbatim)."""
-        return [dict(m) for m in self.history[self.folded :]]
-
     def configure(self, **changes: Any) -> MemorySettings:
         """Replace some settings (validated); the conversation and summary are kept."""
         self.settings = dataclasses.replace(self.settings, **changes)
@@ -249,10 +235,8 @@ class ChatSession:
         s = self.settings
         return SummaryBuffer(
             system=self.system_message,
-            threshold=s.threshold,
-            keep_turns=s.keep_turns,
-            max_words=s.max_words,
-            summary_max_tokens=s.summary_max_tokens,
+            settings=s.buffer,
+            summarizer=s.summarizer,
             model=self.model,
             summary=summary,
             messages=[dict(m) for m in messages[folded:]],
@@ -270,7 +254,9 @@ class ChatSession:
             chosen = self._buffer(messages, summary, folded).payload()
         if count_turns(chosen) == 0:
             return chosen, 0
-        trimmed = trim_to_budget(chosen, s.budget, count=self.count)  # raises HistoryTooLongError
+        # The summary is a message our code made: pinned by identity, whatever its placement.
+        summary_sent = [chosen[1]] if s.strategy == "summary" and summary else []
+        trimmed = trim_to_budget(chosen, s.budget, count=self.count, pinned=summary_sent)  # HistoryTooLongError
         return trimmed, count_turns(chosen) - count_turns(trimmed)
 
     def _label(self, messages: Sequence[Message], has_summary: bool, has_new: bool) -> list[str]:
@@ -359,16 +345,15 @@ class ChatSession:
         )
         reply = assistant_message(response)
         seconds = time.perf_counter() - started
-        usage = response.usage
-        details = getattr(usage, "prompt_tokens_details", None)
+        usage = read_usage(response.usage)
         record = TurnRecord(
             number=len(self.turns) + 1,
             user=text,
             reply=reply["content"],
             strategy=s.strategy,
-            prompt_tokens=int(usage.prompt_tokens),
-            completion_tokens=int(usage.completion_tokens),
-            cached_tokens=int(getattr(details, "cached_tokens", None) or 0),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens or 0,
             planned_tokens=planned,
             raw_tokens=self._raw_tokens(candidate),
             budget=s.budget,
@@ -378,7 +363,7 @@ class ChatSession:
             summary=summary,
             summary_changed=summary != self.summary,
             folded_messages=fold_call.folded_messages if fold_call else 0,
-            summarizer_tokens=(fold_call.prompt_tokens + fold_call.completion_tokens) if fold_call else 0,
+            summarizer_tokens=fold_call.tokens if fold_call else 0,
             seconds=seconds,
             sent=messages,
         )

@@ -84,6 +84,7 @@ class ChatWidget:
         self.client = client
         self.script = list(script)
         self.script_position = 0
+        self.summary_highlighted = False
         self.last_error = ""
         s = session.settings
 
@@ -356,8 +357,4 @@ class ChatWidget:
         else:
             label = ""
         self.summary_html.value = f"<div style='{style}padding:6px;font-size:12px'>{label}{text}</div>"
-
-    @property
-    def summary_highlighted(self) -> bool:
-        """True when the summary panel shows the highlight (the last turn changed the summary)."""
-        return "#fff3b0" in self.summary_html.value
+        self.summary_highlighted = changed  # the panel shows the highlight: the last turn changed the summary
