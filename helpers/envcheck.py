@@ -6,7 +6,10 @@ import importlib.metadata
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from .errors import ConfigurationError
 
 REQUIRED = {
     "openai": "1.40",
@@ -26,6 +29,8 @@ class Check:
     needed: str
     ok: bool
 
+
+BACKEND_NEEDED = "valid settings (README, Providers)"
 
 # One greedy token from the embedded model, in a child process: a build of llama-cpp-python
 # that uses instructions this CPU refuses kills the child, not the caller.
@@ -76,8 +81,28 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def check_backend(environ: Mapping[str, str] | None = None) -> Check:
+    """The backend the environment selects (`.env` included), or the configuration error that stops it.
+
+    With `environ` given, only that mapping is read (no `.env`), which is how the tests call it.
+    """
+    try:
+        from .backend.client import load_env_file
+        from .backend.config import resolve_settings
+
+        if environ is None:
+            load_env_file()
+        settings = resolve_settings(environ)
+    except ImportError as error:
+        return Check("backend", f"cannot import helpers: {error}", BACKEND_NEEDED, False)
+    except ConfigurationError as error:
+        return Check("backend", f"{type(error).__name__}: {error}", BACKEND_NEEDED, False)
+    return Check("backend", settings.describe().removeprefix("Backend: "), BACKEND_NEEDED, True)
+
+
 def check_environment(*, run_model: bool = True) -> list[Check]:
-    """Python, each required package's version, the embedded model file, and (by default) one token from it."""
+    """Python, each required package's version, the backend settings, the embedded model file, and
+    (by default) one token from it."""
     checks = [
         Check("python", sys.version.split()[0], "3.10", sys.version_info >= (3, 10)),
     ]
@@ -88,6 +113,7 @@ def check_environment(*, run_model: bool = True) -> list[Check]:
             checks.append(Check(package, "missing", minimum, False))
             continue
         checks.append(Check(package, found, minimum, _version_tuple(found) >= _version_tuple(minimum)))
+    checks.append(check_backend())
     try:
         from .backend.embedded import gguf_path
 

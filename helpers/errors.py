@@ -26,3 +26,19 @@ class ProviderUnreachableError(HelpersError, ConnectionError):
 
 class EmbeddedModelError(HelpersError):
     """The embedded model could not be found or loaded."""
+
+
+class ModelNotFoundError(HelpersError):
+    """The server answered that the requested model does not exist (retired, misspelled or not pulled).
+
+    Raised by clients from `helpers.get_client()` as a subclass that is also the `openai` SDK's
+    own error for the status (`openai.NotFoundError` for 404, `openai.BadRequestError` for 400),
+    so `except openai.NotFoundError` keeps working. `model` and `base_url` say what was asked where.
+    """
+
+    model: str
+    base_url: str
+
+
+class UsageNotReportedError(HelpersError, ValueError):
+    """A response carries no `usage` with prompt and completion token counts to read."""

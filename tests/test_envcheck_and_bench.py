@@ -43,3 +43,14 @@ def test_bench_prints_the_three_figures():
     assert result.returncode == 0, result.stderr
     for figure in ("overhead", "tokens/s", "speed-up x"):
         assert figure in result.stdout
+
+
+def test_backend_check_reports_the_backend_or_names_the_configuration_error():
+    from helpers.envcheck import check_backend
+
+    embedded = check_backend({})
+    assert embedded.ok and embedded.found.startswith("embedded SmolLM2")
+    bad_url = check_backend({"OPENAI_BASE_URL": "localhost:18434/v1", "LLM_MODEL": "m"})
+    assert not bad_url.ok and bad_url.found.startswith("ConfigurationError") and "http://" in bad_url.found
+    no_key = check_backend({"LLM_PROVIDER": "deepseek", "OPENAI_API_KEY": "sk-openai"})
+    assert not no_key.ok and "DEEPSEEK_API_KEY" in no_key.found
