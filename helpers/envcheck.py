@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, EmbeddedModelError
 
 REQUIRED = {
     "openai": "1.40",
@@ -65,7 +65,9 @@ def interpret_probe(returncode: int, stderr: str) -> Check:
 def probe_model(timeout: float = 120) -> Check:
     """Generate one token in a child process and report whether that worked."""
     try:
-        result = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         return Check("embedded model runs", f"no answer in {timeout:.0f} s", "one token", False)
     return interpret_probe(result.returncode, result.stderr)
@@ -119,7 +121,7 @@ def check_environment(*, run_model: bool = True) -> list[Check]:
 
         path = gguf_path()
         checks.append(Check("SmolLM2 GGUF file", f"{path.stat().st_size / 1e6:.0f} MB", "present", True))
-    except Exception as error:  # the message says what to install
+    except (EmbeddedModelError, ImportError, OSError) as error:  # the message says what to install
         checks.append(Check("SmolLM2 GGUF file", str(error), "present", False))
         return checks
     if run_model:

@@ -121,17 +121,13 @@ def show_payload(
         extra = ""
         if row["other keys"]:
             extra = f"  [+ {row['other keys']}: {_plural(int(row['other tokens']), 'token')}]"
-        print(
-            f"{index:>2}  {row['role']:<10} {row['chars']:>6} {row['tokens']:>7}  "
-            f"{_preview(row['content'], width)}{extra}",
-            file=out,
-        )
+        preview = _preview(row["content"], width)
+        print(f"{index:>2}  {row['role']:<10} {row['chars']:>6} {row['tokens']:>7}  {preview}{extra}", file=out)
     text_tokens = int(table["tokens"].sum())
     how = "exact" if total.exact else "estimate"
     print(
         f"sent: {_plural(len(table), 'message')}, {_plural(text_tokens, 'token')} of text + "
-        f"{int(total) - text_tokens} of chat "
-        f"template = {int(total)} prompt tokens ({how}: {total.method})",
+        f"{int(total) - text_tokens} of chat template = {int(total)} prompt tokens ({how}: {total.method})",
         file=out,
     )
     other_tokens = int(table["other tokens"].sum())
@@ -170,9 +166,9 @@ def assistant_message(reply: Any) -> dict[str, str]:
             "in every later request and answers 400 without it."
         )
     content = message.get("content")
-    if not isinstance(content, str):
-        raise ValueError(f"the reply has no text content to append (content={content!r})")  # noqa: TRY004 - documented
-    return {"role": "assistant", "content": content}
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    raise ValueError(f"the reply has no text content to append (content={content!r})")
 
 
 @dataclass

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import openai
 import pytest
@@ -23,7 +24,13 @@ from helpers import (
 )
 
 PROVIDER_VARIABLES = [
-    "LLM_PROVIDER", "LLM_MODEL", "LLM_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY",
+    "LLM_PROVIDER",
+    "LLM_MODEL",
+    "LLM_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "DEEPSEEK_API_KEY",
+    "OPENROUTER_API_KEY",
 ]
 
 
@@ -39,9 +46,9 @@ def clean_env(monkeypatch, tmp_path):
 class _RecordingProvider(BaseHTTPRequestHandler):
     """Answers /v1/chat/completions like a provider and records what it was sent."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's name
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         reply = {
@@ -49,7 +56,9 @@ class _RecordingProvider(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": 0,
             "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Konnichiwa"}, "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "Konnichiwa"}, "finish_reason": "stop"}
+            ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
         }
         data = json.dumps(reply).encode()
@@ -154,7 +163,10 @@ def test_a_dotenv_that_is_not_utf8_is_named_with_its_path(clean_env, tmp_path):
 
 
 def test_count_tokens_for_a_provider_is_a_labelled_estimate():
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What's the best season to visit Japan?"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What's the best season to visit Japan?"},
+    ]
     exact = count_tokens(messages)
     settings = resolve_settings({"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-x"})
     estimate = count_tokens(messages, settings)
@@ -192,21 +204,56 @@ def test_token_count_survives_copy_deepcopy_and_pickle():
 class _ModelNotFoundProvider(BaseHTTPRequestHandler):
     """Answers like a provider that does not have the model asked for, in each provider's words."""
 
-    answers = {
-        "deepseek-chat": (400, {"error": {"message": "The supported API model names are deepseek-v4-pro or "
-                                          "deepseek-v4-flash, but you passed deepseek-chat.",
-                                          "type": "invalid_request_error", "param": None, "code": "invalid_request_error"}}),
-        "deepseek-r9": (400, {"error": {"message": "Model Not Exist", "type": "invalid_request_error", "param": None,
-                                        "code": "invalid_request_error"}}),
-        "gpt-4.1-mini": (404, {"error": {"message": "The model `gpt-4.1-mini` does not exist or you do not have access "
-                                         "to it.", "type": "invalid_request_error", "param": None, "code": "model_not_found"}}),
+    answers: ClassVar[dict] = {
+        "deepseek-chat": (
+            400,
+            {
+                "error": {
+                    "message": "The supported API model names are deepseek-v4-pro or "
+                    "deepseek-v4-flash, but you passed deepseek-chat.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_request_error",
+                }
+            },
+        ),
+        "deepseek-r9": (
+            400,
+            {
+                "error": {
+                    "message": "Model Not Exist",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_request_error",
+                }
+            },
+        ),
+        "gpt-4.1-mini": (
+            404,
+            {
+                "error": {
+                    "message": "The model `gpt-4.1-mini` does not exist or you do not have access to it.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "model_not_found",
+                }
+            },
+        ),
         "openai/gpt-9": (400, {"error": {"message": "openai/gpt-9 is not a valid model ID", "code": 400}}),
         "llama9": (404, {"error": {"message": 'model "llama9" not found, try pulling it first', "type": "api_error"}}),
-        "too-long": (400, {"error": {"message": "This model's maximum context length is 2048 tokens.",
-                                     "type": "invalid_request_error", "code": "context_length_exceeded"}}),
+        "too-long": (
+            400,
+            {
+                "error": {
+                    "message": "This model's maximum context length is 2048 tokens.",
+                    "type": "invalid_request_error",
+                    "code": "context_length_exceeded",
+                }
+            },
+        ),
     }
 
-    def do_POST(self):  # noqa: N802 - http.server's name
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         status, answer = self.answers[body["model"]]
         data = json.dumps(answer).encode()
@@ -255,7 +302,9 @@ def test_a_model_the_server_does_not_have_is_a_named_error(clean_env, model_not_
 def test_other_bad_requests_stay_the_sdks_own_errors(clean_env, model_not_found_provider):
     settings = resolve_settings({"OPENAI_BASE_URL": model_not_found_provider, "LLM_MODEL": "too-long"})
     with pytest.raises(openai.BadRequestError) as caught:
-        get_client(settings, max_retries=0).chat.completions.create(model="too-long", messages=[{"role": "user", "content": "hi"}])
+        get_client(settings, max_retries=0).chat.completions.create(
+            model="too-long", messages=[{"role": "user", "content": "hi"}]
+        )
     assert not isinstance(caught.value, ModelNotFoundError)
     assert caught.value.code == "context_length_exceeded"
 

@@ -39,12 +39,16 @@ def test_openai_preset_reads_its_key_and_the_dated_default_model_from_the_data_f
 
 
 def test_a_model_chosen_with_llm_model_carries_no_preset_date():
-    settings = resolve_settings({"LLM_PROVIDER": "deepseek", "DEEPSEEK_API_KEY": "sk-d", "LLM_MODEL": "deepseek-v4-pro"})
+    settings = resolve_settings(
+        {"LLM_PROVIDER": "deepseek", "DEEPSEEK_API_KEY": "sk-d", "LLM_MODEL": "deepseek-v4-pro"}
+    )
     assert settings.model == "deepseek-v4-pro" and settings.as_of is None
     assert "as of" not in settings.describe()
 
 
-@pytest.mark.parametrize("provider, own_variable", [("deepseek", "DEEPSEEK_API_KEY"), ("openrouter", "OPENROUTER_API_KEY")])
+@pytest.mark.parametrize(
+    "provider, own_variable", [("deepseek", "DEEPSEEK_API_KEY"), ("openrouter", "OPENROUTER_API_KEY")]
+)
 def test_a_hosted_provider_never_reads_another_providers_key(provider, own_variable):
     # Before: with only OPENAI_API_KEY set, the OpenAI key was sent to DeepSeek's or OpenRouter's URL.
     with pytest.raises(MissingAPIKeyError, match=own_variable) as caught:
@@ -57,7 +61,9 @@ def test_a_hosted_provider_never_reads_another_providers_key(provider, own_varia
 
 def test_a_shell_openai_key_is_not_forwarded_to_a_custom_address():
     # Before: OPENAI_BASE_URL to any host plus a shell OPENAI_API_KEY sent that key there.
-    settings = resolve_settings({"OPENAI_BASE_URL": "http://10.1.2.3:8000/v1", "LLM_MODEL": "m", "OPENAI_API_KEY": "sk-openai"})
+    settings = resolve_settings(
+        {"OPENAI_BASE_URL": "http://10.1.2.3:8000/v1", "LLM_MODEL": "m", "OPENAI_API_KEY": "sk-openai"}
+    )
     assert settings.provider == "custom"
     assert settings.api_key == PLACEHOLDER_KEY
     explicit = resolve_settings(
@@ -130,7 +136,10 @@ def test_presets_are_read_from_the_csv_given(tmp_path):
     )
     acme = load_presets(path)["acme"]
     assert (acme.base_url, acme.default_model, acme.key_variable, acme.as_of) == (
-        "https://api.acme.test/v1", "acme-small", "ACME_API_KEY", "2026-11-30",
+        "https://api.acme.test/v1",
+        "acme-small",
+        "ACME_API_KEY",
+        "2026-11-30",
     )
     assert acme.is_hosted
 

@@ -18,7 +18,11 @@ def test_trip_conversation_is_scripted_as_the_lesson_needs():
     users = [turn["user"] for turn in trip["turns"]]
     assert trip["system"] == "You are a concise travel assistant."
     assert len(users) >= 10
-    assert users[:3] == ["I'm planning a trip to Japan.", "What's the best season to visit?", "And what should I pack for that season?"]
+    assert users[:3] == [
+        "I'm planning a trip to Japan.",
+        "What's the best season to visit?",
+        "And what should I pack for that season?",
+    ]
     assert all(turn["needs"] in trip["facts"] for turn in trip["turns"] if turn["needs"] is not None)
     # "Japan" is said once, by the user, in turn 1: later turns that need it must get it from the history.
     assert [i for i, text in enumerate(users) if "japan" in text.lower()] == [0]
@@ -26,8 +30,17 @@ def test_trip_conversation_is_scripted_as_the_lesson_needs():
 
 
 PRICE_COLUMNS = [
-    "provider", "model", "band", "input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok",
-    "shutdown", "as_of", "source", "confidence", "note",
+    "provider",
+    "model",
+    "band",
+    "input_usd_per_mtok",
+    "cached_input_usd_per_mtok",
+    "output_usd_per_mtok",
+    "shutdown",
+    "as_of",
+    "source",
+    "confidence",
+    "note",
 ]
 CONFIDENCE = {"confirmed", "secondary", "unconfirmed"}
 
@@ -60,8 +73,13 @@ def test_every_preset_is_dated_and_sourced_and_its_default_model_has_a_current_p
         if row.key_variable != "LLM_API_KEY":  # a hosted provider: its source is a public page
             assert "https://" in row.source, row.provider
         if not row.default_model:
+            assert not row.priced_as, row.provider
             continue
-        rows = prices[(prices["provider"] == row.provider) & (prices["model"] == row.default_model)]
+        # priced_as names the prices.csv rows for the default model ("provider:model"); a router such as
+        # OpenRouter is priced as the lab that serves the model.
+        price_provider, _, price_model = row.priced_as.partition(":")
+        assert row.default_model.endswith(price_model), f"{row.provider}: priced_as {row.priced_as!r}"
+        rows = prices[(prices["provider"] == price_provider) & (prices["model"] == price_model)]
         assert not rows.empty, f"{row.provider}'s default model {row.default_model} has no row in prices.csv"
         for shutdown in set(rows["shutdown"]) - {""}:
             assert date.fromisoformat(shutdown) > date.today(), (
@@ -72,10 +90,12 @@ def test_every_preset_is_dated_and_sourced_and_its_default_model_has_a_current_p
 
 def test_the_readme_names_each_presets_default_model():
     readme = (DATA.parent / "README.md").read_text(encoding="utf-8")
-    providers_section = readme[readme.index("## Providers"):readme.index("## The embedded model")]
+    providers_section = readme[readme.index("## Providers") : readme.index("## The embedded model")]
     for name, preset in provider_presets().items():
         if preset.default_model:
-            assert f"`{preset.default_model}`" in providers_section, f"README does not name {name}'s {preset.default_model}"
+            assert f"`{preset.default_model}`" in providers_section, (
+                f"README does not name {name}'s {preset.default_model}"
+            )
 
 
 def test_deepseek_example_parses_and_its_usage_matches_the_tokenizer(embedded_model):

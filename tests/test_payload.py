@@ -46,7 +46,9 @@ def test_show_payload_prints_one_line_per_message_and_the_exact_total():
     assert lines[1].split()[:4] == ["0", "system", "35", "7"]
     assert lines[2].split()[:4] == ["1", "user", "29", "8"]
     total = int(count_tokens([SYSTEM, USER]))
-    assert lines[3].startswith(f"sent: 2 messages, 15 tokens of text + {total - 15} of chat template = {total} prompt tokens (exact")
+    assert lines[3].startswith(
+        f"sent: 2 messages, 15 tokens of text + {total - 15} of chat template = {total} prompt tokens (exact"
+    )
     assert len(lines) == 4
 
 
@@ -81,7 +83,12 @@ def test_assistant_message_drops_reasoning_content_from_every_input_shape(deepse
     expected = {"role": "assistant", "content": content}
     completion = ChatCompletion.model_validate(deepseek_example)
     assert completion.choices[0].message.reasoning_content  # the SDK keeps the extra field
-    for reply in (completion, completion.choices[0].message, deepseek_example, deepseek_example["choices"][0]["message"]):
+    for reply in (
+        completion,
+        completion.choices[0].message,
+        deepseek_example,
+        deepseek_example["choices"][0]["message"],
+    ):
         assert assistant_message(reply) == expected
     assert "reasoning_content" in deepseek_example["choices"][0]["message"]  # input untouched
 

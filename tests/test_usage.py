@@ -51,7 +51,14 @@ RESPONSES_API = {
 
 def test_openai_usage_names_its_cached_and_reasoning_fields():
     usage = read_usage(ChatCompletion.model_validate(completion(OPENAI)))
-    assert usage == Usage(1200, 40, 1024, 0, "usage.prompt_tokens_details.cached_tokens", "usage.completion_tokens_details.reasoning_tokens")
+    assert usage == Usage(
+        1200,
+        40,
+        1024,
+        0,
+        "usage.prompt_tokens_details.cached_tokens",
+        "usage.completion_tokens_details.reasoning_tokens",
+    )
     assert usage.uncached_prompt_tokens == 176 and usage.total_tokens == 1240
 
 
@@ -80,7 +87,12 @@ def test_details_present_but_empty_are_not_reported_either():
 
 def test_responses_api_usage_is_read_with_its_own_names():
     usage = read_usage({"id": "resp_1", "usage": RESPONSES_API})
-    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens) == (500, 60, 384, 12)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens) == (
+        500,
+        60,
+        384,
+        12,
+    )
     assert usage.cached_source == "usage.input_tokens_details.cached_tokens"
 
 
@@ -92,7 +104,9 @@ def test_the_stored_deepseek_example_reads_its_reasoning_and_cache_fields():
 
 
 def test_a_real_embedded_response(client, model_name):
-    response = client.chat.completions.create(model=model_name, messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+    response = client.chat.completions.create(
+        model=model_name, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+    )
     usage = read_usage(response)
     assert usage.prompt_tokens == response.usage.prompt_tokens
     assert usage.cached_tokens == response.usage.prompt_tokens_details.cached_tokens

@@ -6,8 +6,9 @@ import json
 import math
 import re
 import socket
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import openai
@@ -17,6 +18,9 @@ from ..errors import ConfigurationError, ModelNotFoundError, ProviderUnreachable
 from ._http import httpx
 from .config import Settings, resolve_settings, validate_base_url
 from .embedded import EmbeddedTransport, load_embedded_model, normalize_messages
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 EMBEDDED_BASE_URL = "http://embedded.smollm2/v1"  # never resolved: the transport answers in-process
 
@@ -186,7 +190,7 @@ class TokenCount(int):
     exact: bool
     method: str
 
-    def __new__(cls, value: int, *, exact: bool, method: str) -> "TokenCount":
+    def __new__(cls, value: int, *, exact: bool, method: str) -> Self:
         count = super().__new__(cls, value)
         count.exact = exact
         count.method = method

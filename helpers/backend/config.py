@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlparse
 
 from ..errors import ConfigurationError, MissingAPIKeyError
@@ -68,7 +68,9 @@ def load_presets(path: Path = PROVIDERS_CSV) -> dict[str, ProviderPreset]:
         ) from error
     presets = {}
     for number, row in enumerate(rows, start=2):  # line 1 is the header
-        missing = [column for column in ("provider", "key_variable", "as_of", "source") if not (row.get(column) or "").strip()]
+        missing = [
+            column for column in ("provider", "key_variable", "as_of", "source") if not (row.get(column) or "").strip()
+        ]
         if missing:
             raise ConfigurationError(f"{path}, line {number}: no {', '.join(missing)}.")
         name = row["provider"].strip()

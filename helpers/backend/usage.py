@@ -2,12 +2,12 @@
 
 Every OpenAI-compatible server reports `prompt_tokens` and `completion_tokens`. The rest differs:
 
-| server | cached prompt tokens | reasoning tokens |
-|---|---|---|
-| OpenAI, OpenRouter, the embedded model | `prompt_tokens_details.cached_tokens` | `completion_tokens_details.reasoning_tokens` |
-| DeepSeek | `prompt_cache_hit_tokens` (+ `prompt_cache_miss_tokens` = `prompt_tokens`) | `completion_tokens_details.reasoning_tokens` |
-| OpenAI Responses API | `input_tokens_details.cached_tokens` | `output_tokens_details.reasoning_tokens` |
-| Ollama, LM Studio, llama.cpp's server, older vLLM | not reported | not reported |
+- OpenAI, OpenRouter, the embedded model: cached prompt tokens in `prompt_tokens_details.cached_tokens`,
+  reasoning tokens in `completion_tokens_details.reasoning_tokens`.
+- DeepSeek: cache hits in `prompt_cache_hit_tokens` (+ `prompt_cache_miss_tokens` = `prompt_tokens`),
+  reasoning in `completion_tokens_details.reasoning_tokens`.
+- OpenAI Responses API: `input_tokens_details.cached_tokens`, `output_tokens_details.reasoning_tokens`.
+- Ollama, LM Studio, llama.cpp's server, older vLLM: neither.
 
 `read_usage` returns a `Usage` whose `cached_tokens` / `reasoning_tokens` are None when the
 server does not say (None is not 0: "not reported" is not "nothing cached"), and whose
@@ -19,8 +19,9 @@ server does not say (None is not 0: "not reported" is not "nothing cached"), and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import UsageNotReportedError
 
@@ -50,7 +51,9 @@ class Usage:
     def describe(self) -> str:
         """One line: every figure, with where it came from or that the server did not report it."""
         cached = "not reported" if self.cached_tokens is None else f"{self.cached_tokens} ({self.cached_source})"
-        reasoning = "not reported" if self.reasoning_tokens is None else f"{self.reasoning_tokens} ({self.reasoning_source})"
+        reasoning = (
+            "not reported" if self.reasoning_tokens is None else f"{self.reasoning_tokens} ({self.reasoning_source})"
+        )
         return (
             f"prompt {self.prompt_tokens}, completion {self.completion_tokens}, cached {cached}, reasoning {reasoning}"
         )
