@@ -158,3 +158,12 @@ def test_a_preset_row_without_date_or_source_is_refused_with_its_line(tmp_path):
 def test_a_missing_presets_file_is_named(tmp_path):
     with pytest.raises(ConfigurationError, match="nowhere.csv"):
         load_presets(tmp_path / "nowhere.csv")
+
+
+def test_providers_is_a_read_only_view_of_the_data_file():
+    from helpers.backend.config import PROVIDERS
+
+    assert dict(PROVIDERS) == provider_presets()
+    assert PROVIDERS["openai"].default_model == PRESETS["openai"].default_model
+    with pytest.raises(TypeError):
+        PROVIDERS["acme"] = PRESETS["openai"]  # type: ignore[index]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -89,6 +89,23 @@ def load_presets(path: Path = PROVIDERS_CSV) -> dict[str, ProviderPreset]:
 def provider_presets() -> dict[str, ProviderPreset]:
     """The presets of `data/providers.csv`, read once per process."""
     return load_presets()
+
+
+class _Presets(Mapping[str, ProviderPreset]):
+    """`data/providers.csv` as a read-only mapping, read on first use, so `import helpers` never needs it."""
+
+    def __getitem__(self, name: str) -> ProviderPreset:
+        return provider_presets()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(provider_presets())
+
+    def __len__(self) -> int:
+        return len(provider_presets())
+
+
+# The presets by name, e.g. PROVIDERS["openai"].default_model.
+PROVIDERS: Mapping[str, ProviderPreset] = _Presets()
 
 
 @dataclass(frozen=True)
@@ -167,12 +184,11 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if provider == EMBEDDED:
         return Settings(provider=EMBEDDED, model=EMBEDDED_MODEL)
 
-    presets = provider_presets()
-    if provider not in presets:
-        choices = ", ".join([EMBEDDED, *presets])
+    if provider not in PROVIDERS:
+        choices = ", ".join([EMBEDDED, *PROVIDERS])
         raise ConfigurationError(f"LLM_PROVIDER={provider!r} is not one of: {choices}.")
 
-    preset = presets[provider]
+    preset = PROVIDERS[provider]
     if base_url_override:
         base_url = validate_base_url(base_url_override)
     elif preset.base_url:
