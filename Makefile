@@ -14,12 +14,13 @@ VENV := .venv
 PY ?= $(VENV)/bin/python
 KERNEL := conversation-memory
 
-.PHONY: setup lab test test-fast bench clean-outputs help
+.PHONY: setup lab test test-fast test-server bench clean-outputs help
 
 help:
 	@echo "make lab    - open JupyterLab on notebooks/ (sets everything up the first time)"
 	@echo "make test   - run the whole test suite offline: unit tests + every notebook under nbval"
 	@echo "make bench  - print the benchmark figures quoted in the README"
+	@echo "make test-server - every notebook against llama-cpp-python's own HTTP server (a second backend)"
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -47,6 +48,12 @@ test: setup
 
 test-fast: setup
 	LLM_PROVIDER=embedded $(PY) -m pytest tests
+
+# Every notebook against a real OpenAI-compatible HTTP server: llama-cpp-python's own, on the same
+# GGUF, started on a free loopback port and stopped afterwards (also on failure). nbval-lax: every
+# cell runs and its asserts hold; outputs are not compared (another server writes other text).
+test-server: setup
+	$(PY) scripts/test_server.py
 
 bench: setup
 	LLM_PROVIDER=embedded $(PY) -m helpers.bench

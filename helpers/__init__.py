@@ -17,12 +17,15 @@ from typing import Any
 from .backend.aio import get_async_client
 from .backend.client import TokenCount, count_tokens, current_settings, describe_backend, get_client
 from .backend.config import EMBEDDED_MODEL, Settings, resolve_settings
+from .backend.usage import Usage, read_usage
 from .errors import (
     ConfigurationError,
     EmbeddedModelError,
     HelpersError,
     MissingAPIKeyError,
+    ModelNotFoundError,
     ProviderUnreachableError,
+    UsageNotReportedError,
 )
 
 __all__ = [
@@ -32,14 +35,18 @@ __all__ = [
     "EmbeddedModelError",
     "HelpersError",
     "MissingAPIKeyError",
+    "ModelNotFoundError",
     "ProviderUnreachableError",
     "Settings",
     "TokenCount",
+    "Usage",
+    "UsageNotReportedError",
     "count_tokens",
     "current_settings",
     "describe_backend",
     "get_async_client",
     "get_client",
+    "read_usage",
     "resolve_settings",
 ]
 

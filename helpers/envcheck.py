@@ -6,7 +6,10 @@ import importlib.metadata
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from .errors import ConfigurationError, EmbeddedModelError
 
 REQUIRED = {
     "openai": "1.40",
@@ -26,6 +29,8 @@ class Check:
     needed: str
     ok: bool
 
+
+BACKEND_NEEDED = "valid settings (README, Providers)"
 
 # One greedy token from the embedded model, in a child process: a build of llama-cpp-python
 # that uses instructions this CPU refuses kills the child, not the caller.
@@ -60,7 +65,9 @@ def interpret_probe(returncode: int, stderr: str) -> Check:
 def probe_model(timeout: float = 120) -> Check:
     """Generate one token in a child process and report whether that worked."""
     try:
-        result = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         return Check("embedded model runs", f"no answer in {timeout:.0f} s", "one token", False)
     return interpret_probe(result.returncode, result.stderr)
@@ -76,8 +83,28 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def check_backend(environ: Mapping[str, str] | None = None) -> Check:
+    """The backend the environment selects (`.env` included), or the configuration error that stops it.
+
+    With `environ` given, only that mapping is read (no `.env`), which is how the tests call it.
+    """
+    try:
+        from .backend.client import load_env_file
+        from .backend.config import resolve_settings
+
+        if environ is None:
+            load_env_file()
+        settings = resolve_settings(environ)
+    except ImportError as error:
+        return Check("backend", f"cannot import helpers: {error}", BACKEND_NEEDED, False)
+    except ConfigurationError as error:
+        return Check("backend", f"{type(error).__name__}: {error}", BACKEND_NEEDED, False)
+    return Check("backend", settings.describe().removeprefix("Backend: "), BACKEND_NEEDED, True)
+
+
 def check_environment(*, run_model: bool = True) -> list[Check]:
-    """Python, each required package's version, the embedded model file, and (by default) one token from it."""
+    """Python, each required package's version, the backend settings, the embedded model file, and
+    (by default) one token from it."""
     checks = [
         Check("python", sys.version.split()[0], "3.10", sys.version_info >= (3, 10)),
     ]
@@ -88,12 +115,13 @@ def check_environment(*, run_model: bool = True) -> list[Check]:
             checks.append(Check(package, "missing", minimum, False))
             continue
         checks.append(Check(package, found, minimum, _version_tuple(found) >= _version_tuple(minimum)))
+    checks.append(check_backend())
     try:
         from .backend.embedded import gguf_path
 
         path = gguf_path()
         checks.append(Check("SmolLM2 GGUF file", f"{path.stat().st_size / 1e6:.0f} MB", "present", True))
-    except Exception as error:  # the message says what to install
+    except (EmbeddedModelError, ImportError, OSError) as error:  # the message says what to install
         checks.append(Check("SmolLM2 GGUF file", str(error), "present", False))
         return checks
     if run_model:

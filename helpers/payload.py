@@ -27,9 +27,9 @@ import openai
 import pandas as pd
 
 from .backend._http import httpx
-from .backend.client import EMBEDDED_BASE_URL, check_reachable, count_tokens, current_settings
+from .backend.client import count_text_tokens, count_tokens, current_settings, get_client
 from .backend.config import Settings
-from .backend.embedded import EmbeddedTransport, load_embedded_model, normalize_messages
+from .backend.embedded import normalize_messages
 from .errors import HelpersError
 
 KEPT_KEYS = ("role", "content")
@@ -53,17 +53,17 @@ def _as_dict(message: Any) -> dict[str, Any]:
     raise TypeError(f"a message must be a dict or an SDK message object, not {type(message).__name__}")
 
 
-def payload_table(messages: Sequence[Any]) -> pd.DataFrame:
+def payload_table(messages: Sequence[Any], settings: Settings | None = None) -> pd.DataFrame:
     """One row per message: role, characters and tokens of its text, its other keys, and its text.
 
-    `tokens` counts the message's text alone with the embedded model's tokenizer
-    (on the embedded backend, the same tokenizer the server uses); the prompt total
-    adds the chat template's role markers: that is `count_tokens(messages)`.
+    `tokens` counts the message's text alone: exactly with the embedded model's tokenizer
+    on the embedded backend, estimated for a provider (`helpers.backend.client.count_text_tokens`);
+    the prompt total adds the chat template's role markers: that is `count_tokens(messages)`.
     `other keys` names any key besides role and content (e.g. `reasoning_content`),
     and `other tokens` counts the text those keys carry. `messages` is not modified.
     """
     normalized = normalize_messages(messages)  # raises ValueError on a malformed list
-    model = load_embedded_model()
+    settings = settings or current_settings()
     rows = []
     for raw, message in zip(messages, normalized):
         other = {key: value for key, value in _as_dict(raw).items() if key not in KEPT_KEYS}
@@ -71,9 +71,9 @@ def payload_table(messages: Sequence[Any]) -> pd.DataFrame:
             {
                 "role": message["role"],
                 "chars": len(message["content"]),
-                "tokens": model.count_text_tokens(message["content"]),
+                "tokens": count_text_tokens(message["content"], settings),
                 "other keys": ", ".join(other),
-                "other tokens": sum(model.count_text_tokens(v) for v in other.values() if isinstance(v, str)),
+                "other tokens": sum(count_text_tokens(v, settings) for v in other.values() if isinstance(v, str)),
                 "content": message["content"],
             }
         )
@@ -112,7 +112,8 @@ def show_payload(
     A message carrying keys besides role and content is flagged with the tokens
     they hold, since the SDK sends them too.
     """
-    table = payload_table(messages)
+    settings = settings or current_settings()
+    table = payload_table(messages, settings)
     total = count_tokens(messages, settings)
     out = file or sys.stdout
     print(f"{'#':>2}  {'role':<10} {'chars':>6} {'tokens':>7}  content", file=out)
@@ -120,17 +121,13 @@ def show_payload(
         extra = ""
         if row["other keys"]:
             extra = f"  [+ {row['other keys']}: {_plural(int(row['other tokens']), 'token')}]"
-        print(
-            f"{index:>2}  {row['role']:<10} {row['chars']:>6} {row['tokens']:>7}  "
-            f"{_preview(row['content'], width)}{extra}",
-            file=out,
-        )
+        preview = _preview(row["content"], width)
+        print(f"{index:>2}  {row['role']:<10} {row['chars']:>6} {row['tokens']:>7}  {preview}{extra}", file=out)
     text_tokens = int(table["tokens"].sum())
     how = "exact" if total.exact else "estimate"
     print(
         f"sent: {_plural(len(table), 'message')}, {_plural(text_tokens, 'token')} of text + "
-        f"{int(total) - text_tokens} of chat "
-        f"template = {int(total)} prompt tokens ({how}: {total.method})",
+        f"{int(total) - text_tokens} of chat template = {int(total)} prompt tokens ({how}: {total.method})",
         file=out,
     )
     other_tokens = int(table["other tokens"].sum())
@@ -169,9 +166,9 @@ def assistant_message(reply: Any) -> dict[str, str]:
             "in every later request and answers 400 without it."
         )
     content = message.get("content")
-    if not isinstance(content, str):
-        raise ValueError(f"the reply has no text content to append (content={content!r})")  # noqa: TRY004 - documented
-    return {"role": "assistant", "content": content}
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    raise ValueError(f"the reply has no text content to append (content={content!r})")
 
 
 @dataclass
@@ -230,27 +227,17 @@ class Recorded:
 def recording_client(
     settings: Settings | None = None, *, check_connection: bool = True, **client_options: Any
 ) -> tuple[openai.OpenAI, Recorded]:
-    """A client for the configured backend, like `get_client()`, plus a log of what it sent.
+    """`get_client()` plus a log of what it sent: the same client, errors and connection check.
 
     Every POST body the SDK serializes is parsed and kept in `recorded.requests`
     (exactly what went over the wire, after the SDK dumped any message objects), and
-    every JSON reply in `recorded.responses`. Extra keyword arguments go to
-    `openai.OpenAI`. For a provider, the connection is checked first as in `get_client`.
+    every JSON reply in `recorded.responses`. Extra keyword arguments go to `get_client`.
     """
-    settings = settings or current_settings()
     recorded = Recorded()
-    hooks = recorded.event_hooks()
-    if settings.is_embedded:
-        client_options.setdefault("max_retries", 0)
-        http_client = httpx.Client(transport=EmbeddedTransport(load_embedded_model()), event_hooks=hooks)
-        client = openai.OpenAI(
-            api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, **client_options
-        )
-        return client, recorded
-    if check_connection:
-        check_reachable(settings.base_url or "")
-    http_client = httpx.Client(event_hooks=hooks, timeout=60.0)
-    client = openai.OpenAI(
-        api_key=settings.api_key, base_url=settings.base_url, http_client=http_client, **client_options
+    client = get_client(
+        settings,
+        check_connection=check_connection,
+        http_event_hooks=recorded.event_hooks(),
+        **client_options,
     )
     return client, recorded

@@ -3,10 +3,10 @@
 import pytest
 
 from helpers import MODEL
-from helpers.payload import assistant_message
 from helpers.checks import ChallengeNotPassed
 from helpers.checks.nb01 import SYSTEM, check_chat_turn, check_server_forgets
 from helpers.checks.nb02 import check_pinned_window
+from helpers.payload import assistant_message
 
 TELL = [SYSTEM, {"role": "user", "content": "My name is Ada and I'm allergic to peanuts."}]
 ASK = [SYSTEM, {"role": "user", "content": "What am I allergic to?"}]

@@ -2,15 +2,20 @@
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import openai
 import pytest
 
 import helpers
 from helpers import (
+    ConfigurationError,
     MissingAPIKeyError,
+    ModelNotFoundError,
     ProviderUnreachableError,
     count_tokens,
     describe_backend,
@@ -18,7 +23,15 @@ from helpers import (
     resolve_settings,
 )
 
-PROVIDER_VARIABLES = ["LLM_PROVIDER", "LLM_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY"]
+PROVIDER_VARIABLES = [
+    "LLM_PROVIDER",
+    "LLM_MODEL",
+    "LLM_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "DEEPSEEK_API_KEY",
+    "OPENROUTER_API_KEY",
+]
 
 
 @pytest.fixture
@@ -33,9 +46,9 @@ def clean_env(monkeypatch, tmp_path):
 class _RecordingProvider(BaseHTTPRequestHandler):
     """Answers /v1/chat/completions like a provider and records what it was sent."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's name
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         reply = {
@@ -43,7 +56,9 @@ class _RecordingProvider(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": 0,
             "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Konnichiwa"}, "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "Konnichiwa"}, "finish_reason": "stop"}
+            ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
         }
         data = json.dumps(reply).encode()
@@ -83,7 +98,7 @@ def test_provider_client_sends_model_key_and_history(clean_env, local_provider):
     base_url, seen = local_provider
     clean_env.setenv("OPENAI_BASE_URL", base_url)
     clean_env.setenv("LLM_MODEL", "llama3.2")
-    clean_env.setenv("OPENAI_API_KEY", "sk-local-test")
+    clean_env.setenv("LLM_API_KEY", "sk-local-test")
     assert helpers.MODEL == "llama3.2"
     assert describe_backend() == f"Backend: custom at {base_url}, model llama3.2"
     client = get_client()
@@ -93,6 +108,16 @@ def test_provider_client_sends_model_key_and_history(clean_env, local_provider):
     assert seen[0]["path"] == "/v1/chat/completions"
     assert seen[0]["auth"] == "Bearer sk-local-test"
     assert seen[0]["body"]["messages"] == history
+
+
+def test_a_shell_openai_key_never_reaches_a_custom_server(clean_env, local_provider):
+    # Before: OPENAI_BASE_URL pointing at any host received the shell's OPENAI_API_KEY.
+    base_url, seen = local_provider
+    clean_env.setenv("OPENAI_BASE_URL", base_url)
+    clean_env.setenv("LLM_MODEL", "llama3.2")
+    clean_env.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    get_client().chat.completions.create(model=helpers.MODEL, messages=[{"role": "user", "content": "Hello"}])
+    assert seen[0]["auth"] == "Bearer not-needed"
 
 
 def test_env_file_selects_a_provider(clean_env, tmp_path, local_provider):
@@ -127,14 +152,41 @@ def test_unreachable_server_during_a_call_names_the_url(clean_env):
     assert url in str(caught.value.__cause__)
 
 
+def test_a_dotenv_that_is_not_utf8_is_named_with_its_path(clean_env, tmp_path):
+    # Before: a bare UnicodeDecodeError that named no file.
+    env_file = tmp_path / ".env"
+    env_file.write_bytes("LLM_PROVIDER=ollama\nLLM_MODEL=caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigurationError, match="not UTF-8") as caught:
+        helpers.current_settings()
+    assert str(env_file) in str(caught.value) and "0xe9" in str(caught.value)
+    assert env_file.read_bytes().endswith(b"caf\xe9\n")  # refused, not rewritten
+
+
 def test_count_tokens_for_a_provider_is_a_labelled_estimate():
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What's the best season to visit Japan?"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What's the best season to visit Japan?"},
+    ]
     exact = count_tokens(messages)
     settings = resolve_settings({"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-x"})
     estimate = count_tokens(messages, settings)
     assert exact.exact and not estimate.exact
     assert "estimate" in repr(estimate) and "openai" in estimate.method
     assert 0.5 * exact < estimate < 1.5 * exact
+
+
+def test_count_tokens_for_a_provider_loads_no_model():
+    # Before: count_tokens loaded the whole GGUF even when a provider answers the calls.
+    probe = (
+        "from helpers import count_tokens, resolve_settings\n"
+        "from helpers.backend.embedded import load_embedded_model\n"
+        "settings = resolve_settings({'LLM_PROVIDER': 'ollama', 'LLM_MODEL': 'llama3.2'})\n"
+        "count = count_tokens([{'role': 'user', 'content': 'I am planning a trip to Japan.'}], settings)\n"
+        "print(int(count), count.exact, load_embedded_model.cache_info().currsize)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["15", "False", "0"]  # ceil(30 / 4) = 8 text + 4 framing + 3 priming
 
 
 def test_token_count_survives_copy_deepcopy_and_pickle():
@@ -147,3 +199,117 @@ def test_token_count_survives_copy_deepcopy_and_pickle():
     for clone in (copy.copy(count), copy.deepcopy({"n": count})["n"], pickle.loads(pickle.dumps(count))):
         assert clone == 42 and isinstance(clone, TokenCount)
         assert (clone.exact, clone.method) == (False, "SmolLM2 tokenizer estimate")
+
+
+class _ModelNotFoundProvider(BaseHTTPRequestHandler):
+    """Answers like a provider that does not have the model asked for, in each provider's words."""
+
+    answers: ClassVar[dict] = {
+        "deepseek-chat": (
+            400,
+            {
+                "error": {
+                    "message": "The supported API model names are deepseek-v4-pro or "
+                    "deepseek-v4-flash, but you passed deepseek-chat.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_request_error",
+                }
+            },
+        ),
+        "deepseek-r9": (
+            400,
+            {
+                "error": {
+                    "message": "Model Not Exist",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_request_error",
+                }
+            },
+        ),
+        "gpt-4.1-mini": (
+            404,
+            {
+                "error": {
+                    "message": "The model `gpt-4.1-mini` does not exist or you do not have access to it.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "model_not_found",
+                }
+            },
+        ),
+        "openai/gpt-9": (400, {"error": {"message": "openai/gpt-9 is not a valid model ID", "code": 400}}),
+        "llama9": (404, {"error": {"message": 'model "llama9" not found, try pulling it first', "type": "api_error"}}),
+        "too-long": (
+            400,
+            {
+                "error": {
+                    "message": "This model's maximum context length is 2048 tokens.",
+                    "type": "invalid_request_error",
+                    "code": "context_length_exceeded",
+                }
+            },
+        ),
+    }
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        status, answer = self.answers[body["model"]]
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def model_not_found_provider():
+    server = HTTPServer(("127.0.0.1", 0), _ModelNotFoundProvider)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "model, sdk_error",
+    [
+        ("deepseek-chat", openai.BadRequestError),
+        ("deepseek-r9", openai.BadRequestError),
+        ("gpt-4.1-mini", openai.NotFoundError),
+        ("openai/gpt-9", openai.BadRequestError),
+        ("llama9", openai.NotFoundError),
+    ],
+)
+def test_a_model_the_server_does_not_have_is_a_named_error(clean_env, model_not_found_provider, model, sdk_error):
+    settings = resolve_settings({"OPENAI_BASE_URL": model_not_found_provider, "LLM_MODEL": model})
+    client = get_client(settings, max_retries=0)
+    with pytest.raises(ModelNotFoundError) as caught:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    error = caught.value
+    assert isinstance(error, sdk_error)  # existing `except openai.NotFoundError` handlers still catch it
+    assert str(error).startswith(f"{model} was not found at 127.0.0.1: set LLM_MODEL")
+    assert "data/providers.csv" in str(error)
+    assert error.model == model and error.base_url == "http://127.0.0.1"
+
+
+def test_other_bad_requests_stay_the_sdks_own_errors(clean_env, model_not_found_provider):
+    settings = resolve_settings({"OPENAI_BASE_URL": model_not_found_provider, "LLM_MODEL": "too-long"})
+    with pytest.raises(openai.BadRequestError) as caught:
+        get_client(settings, max_retries=0).chat.completions.create(
+            model="too-long", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert not isinstance(caught.value, ModelNotFoundError)
+    assert caught.value.code == "context_length_exceeded"
+
+
+def test_the_embedded_backend_names_an_unknown_model_too(client):
+    with pytest.raises(ModelNotFoundError, match="deepseek-chat was not found at embedded.smollm2") as caught:
+        client.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+    assert isinstance(caught.value, openai.NotFoundError)

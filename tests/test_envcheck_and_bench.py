@@ -1,9 +1,8 @@
 """The environment check and the benchmark script run and report real figures."""
 
+import signal
 import subprocess
 import sys
-
-import signal
 
 from helpers.envcheck import _version_tuple, check_environment, interpret_probe
 
@@ -30,7 +29,9 @@ def test_version_comparison_reads_numbers_not_text():
 
 
 def test_envcheck_command_exits_zero():
-    result = subprocess.run([sys.executable, "-m", "helpers.envcheck"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers.envcheck"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All good" in result.stdout
 
@@ -38,8 +39,22 @@ def test_envcheck_command_exits_zero():
 def test_bench_prints_the_three_figures():
     result = subprocess.run(
         [sys.executable, "-m", "helpers.bench", "--repeats", "1", "--max-tokens", "16"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     for figure in ("overhead", "tokens/s", "speed-up x"):
         assert figure in result.stdout
+
+
+def test_backend_check_reports_the_backend_or_names_the_configuration_error():
+    from helpers.envcheck import check_backend
+
+    embedded = check_backend({})
+    assert embedded.ok and embedded.found.startswith("embedded SmolLM2")
+    bad_url = check_backend({"OPENAI_BASE_URL": "localhost:18434/v1", "LLM_MODEL": "m"})
+    assert not bad_url.ok and bad_url.found.startswith("ConfigurationError") and "http://" in bad_url.found
+    no_key = check_backend({"LLM_PROVIDER": "deepseek", "OPENAI_API_KEY": "sk-openai"})
+    assert not no_key.ok and "DEEPSEEK_API_KEY" in no_key.found

@@ -46,7 +46,9 @@ def test_show_payload_prints_one_line_per_message_and_the_exact_total():
     assert lines[1].split()[:4] == ["0", "system", "35", "7"]
     assert lines[2].split()[:4] == ["1", "user", "29", "8"]
     total = int(count_tokens([SYSTEM, USER]))
-    assert lines[3].startswith(f"sent: 2 messages, 15 tokens of text + {total - 15} of chat template = {total} prompt tokens (exact")
+    assert lines[3].startswith(
+        f"sent: 2 messages, 15 tokens of text + {total - 15} of chat template = {total} prompt tokens (exact"
+    )
     assert len(lines) == 4
 
 
@@ -81,7 +83,12 @@ def test_assistant_message_drops_reasoning_content_from_every_input_shape(deepse
     expected = {"role": "assistant", "content": content}
     completion = ChatCompletion.model_validate(deepseek_example)
     assert completion.choices[0].message.reasoning_content  # the SDK keeps the extra field
-    for reply in (completion, completion.choices[0].message, deepseek_example, deepseek_example["choices"][0]["message"]):
+    for reply in (
+        completion,
+        completion.choices[0].message,
+        deepseek_example,
+        deepseek_example["choices"][0]["message"],
+    ):
         assert assistant_message(reply) == expected
     assert "reasoning_content" in deepseek_example["choices"][0]["message"]  # input untouched
 
@@ -139,3 +146,40 @@ def test_recording_client_marks_streamed_replies(model_name):
     assert text
     assert recorded.responses == [None]
     assert recorded.requests[0]["stream"] is True
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_recording_client_keeps_get_clients_named_errors_on_the_provider_path():
+    # Before: recording_client rebuilt the client without the transport that names the URL on a refused call.
+    import openai
+
+    from helpers import ModelNotFoundError, ProviderUnreachableError, resolve_settings
+
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    settings = resolve_settings({"OPENAI_BASE_URL": url, "LLM_MODEL": "m"})
+    with pytest.raises(ProviderUnreachableError, match=url):
+        recording_client(settings)
+    client, recorded = recording_client(settings, check_connection=False, max_retries=0)
+    with pytest.raises(openai.APIConnectionError) as caught:
+        client.chat.completions.create(model="m", messages=[USER])
+    assert url in str(caught.value.__cause__)
+    assert recorded.requests == [{"model": "m", "messages": [USER]}]
+    embedded_client, _ = recording_client()
+    with pytest.raises(ModelNotFoundError):
+        embedded_client.chat.completions.create(model="deepseek-chat", messages=[USER], max_tokens=1)
+
+
+def test_payload_table_for_a_provider_estimates_without_a_model():
+    from helpers import resolve_settings
+
+    settings = resolve_settings({"LLM_PROVIDER": "ollama", "LLM_MODEL": "llama3.2"})
+    table = payload_table([SYSTEM, USER], settings)
+    assert list(table["tokens"]) == [9, 8]  # ceil(35 / 4), ceil(29 / 4)
+    assert "estimate" in printed([SYSTEM, USER], settings=settings)

@@ -1,17 +1,25 @@
 """Which backend the notebooks talk to, read from environment variables (and `.env`).
 
 Nothing set: the embedded SmolLM2-135M-Instruct model, offline.
-`LLM_PROVIDER=openai|deepseek|ollama|vllm|lmstudio|openrouter|custom`: an
-OpenAI-compatible provider. `OPENAI_BASE_URL`, `OPENAI_API_KEY` and `LLM_MODEL`
-override the preset's address, key and model. Setting only `OPENAI_BASE_URL`
-selects `custom`.
+`LLM_PROVIDER=openai|deepseek|openrouter|ollama|vllm|lmstudio|custom`: an OpenAI-compatible
+provider whose address, default model and key variable come from `data/providers.csv` (one
+dated, sourced row per preset). `LLM_MODEL` overrides the model and `OPENAI_BASE_URL` the
+address; setting only `OPENAI_BASE_URL` selects `custom`.
+
+Keys go only where they belong. A hosted preset at its own address reads its own variable
+(`OPENAI_API_KEY`, `DEEPSEEK_API_KEY`, `OPENROUTER_API_KEY`) and nothing else. Any other
+address (a local server, `custom`, or a preset moved with `OPENAI_BASE_URL`) gets a key only
+from `LLM_API_KEY`, so a shell's `OPENAI_API_KEY` is never sent to another host.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Mapping
+from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import ConfigurationError, MissingAPIKeyError
@@ -19,41 +27,100 @@ from ..errors import ConfigurationError, MissingAPIKeyError
 EMBEDDED = "embedded"
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 
-
-@dataclass(frozen=True)
-class ProviderPreset:
-    """Defaults for one OpenAI-compatible provider."""
-
-    base_url: str
-    default_model: str | None
-    key_variables: tuple[str, ...]
-    needs_key: bool
-
-
-PROVIDERS: dict[str, ProviderPreset] = {
-    "openai": ProviderPreset("https://api.openai.com/v1", "gpt-4.1-mini", ("OPENAI_API_KEY",), True),
-    "deepseek": ProviderPreset("https://api.deepseek.com", "deepseek-chat", ("DEEPSEEK_API_KEY", "OPENAI_API_KEY"), True),
-    "openrouter": ProviderPreset(
-        "https://openrouter.ai/api/v1", "openai/gpt-4.1-mini", ("OPENROUTER_API_KEY", "OPENAI_API_KEY"), True
-    ),
-    "ollama": ProviderPreset("http://localhost:11434/v1", None, ("OPENAI_API_KEY",), False),
-    "vllm": ProviderPreset("http://localhost:8000/v1", None, ("OPENAI_API_KEY",), False),
-    "lmstudio": ProviderPreset("http://localhost:1234/v1", None, ("OPENAI_API_KEY",), False),
-    "custom": ProviderPreset("", None, ("OPENAI_API_KEY",), False),
-}
-
+# The one dated source of provider facts; helpers is installed editable (`pip install -e .`).
+PROVIDERS_CSV = Path(__file__).resolve().parents[2] / "data" / "providers.csv"
+# The key variable for any address that is not a hosted preset's own.
+CUSTOM_KEY_VARIABLE = "LLM_API_KEY"
 # Local servers accept any key; the SDK insists on a non-empty one.
 PLACEHOLDER_KEY = "not-needed"
 
 
 @dataclass(frozen=True)
+class ProviderPreset:
+    """One row of `data/providers.csv`: a provider's address, default model and key variable."""
+
+    name: str
+    base_url: str
+    default_model: str | None
+    key_variable: str
+    as_of: str
+    source: str
+
+    @property
+    def is_hosted(self) -> bool:
+        """A hosted provider has a key variable of its own and refuses requests without a key."""
+        return self.key_variable != CUSTOM_KEY_VARIABLE
+
+
+def load_presets(path: Path = PROVIDERS_CSV) -> dict[str, ProviderPreset]:
+    """Read the presets from `path` (default `data/providers.csv`), keyed by provider name.
+
+    Raises `ConfigurationError` naming the file when it is missing or a row lacks a
+    provider name, a key variable, a date or a source.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise ConfigurationError(
+            f"Cannot read the provider presets at {path} ({error.strerror}): helpers reads data/providers.csv "
+            "from the repository, so install it with `pip install -e .` from a clone (see README)."
+        ) from error
+    presets = {}
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        missing = [
+            column for column in ("provider", "key_variable", "as_of", "source") if not (row.get(column) or "").strip()
+        ]
+        if missing:
+            raise ConfigurationError(f"{path}, line {number}: no {', '.join(missing)}.")
+        name = row["provider"].strip()
+        presets[name] = ProviderPreset(
+            name=name,
+            base_url=row["base_url"].strip(),
+            default_model=row["default_model"].strip() or None,
+            key_variable=row["key_variable"].strip(),
+            as_of=row["as_of"].strip(),
+            source=row["source"].strip(),
+        )
+    return presets
+
+
+@lru_cache(maxsize=1)
+def provider_presets() -> dict[str, ProviderPreset]:
+    """The presets of `data/providers.csv`, read once per process."""
+    return load_presets()
+
+
+class _Presets(Mapping[str, ProviderPreset]):
+    """`data/providers.csv` as a read-only mapping, read on first use, so `import helpers` never needs it."""
+
+    def __getitem__(self, name: str) -> ProviderPreset:
+        return provider_presets()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(provider_presets())
+
+    def __len__(self) -> int:
+        return len(provider_presets())
+
+
+# The presets by name, e.g. PROVIDERS["openai"].default_model.
+PROVIDERS: Mapping[str, ProviderPreset] = _Presets()
+
+
+@dataclass(frozen=True)
 class Settings:
-    """The resolved backend: `provider` is "embedded" or a key of `PROVIDERS`."""
+    """The resolved backend: `provider` is "embedded" or a preset name of `data/providers.csv`.
+
+    `as_of` is the date of the preset's facts (default model, address), None for the embedded
+    model and for a model chosen with `LLM_MODEL`.
+    """
 
     provider: str
     model: str
     base_url: str | None = None
     api_key: str | None = None
+    as_of: str | None = None
 
     @property
     def is_embedded(self) -> bool:
@@ -63,19 +130,50 @@ class Settings:
         """One line for a notebook's setup cell (never prints the key)."""
         if self.is_embedded:
             return f"Backend: embedded {self.model} (llama-cpp-python, offline, deterministic)"
-        return f"Backend: {self.provider} at {self.base_url}, model {self.model}"
+        dated = f" (preset default as of {self.as_of}, data/providers.csv)" if self.as_of else ""
+        return f"Backend: {self.provider} at {self.base_url}, model {self.model}{dated}"
 
 
-def _is_local(url: str) -> bool:
+def is_local_url(url: str) -> bool:
+    """Whether `url` points at this machine (or a `.local` name), where no key is needed."""
     host = urlparse(url).hostname or ""
     return host in {"localhost", "127.0.0.1", "::1", "0.0.0.0"} or host.endswith(".local")
+
+
+def validate_base_url(url: str, variable: str = "OPENAI_BASE_URL") -> str:
+    """Return `url` if it is an http(s) URL with a host and a valid port; else name what is wrong.
+
+    Raises `ConfigurationError`: a missing scheme (`localhost:8080/v1` would otherwise be read
+    as scheme "localhost" and probe port 80), a missing host, or a port outside 1-65535.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ConfigurationError(
+            f"{variable}={url!r} does not start with http:// or https://. "
+            f"Write the whole address, e.g. {variable}=http://{url.split('://')[-1]}"
+        )
+    if not parsed.hostname:
+        raise ConfigurationError(f"{variable}={url!r} names no host, e.g. http://localhost:8080/v1.")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ConfigurationError(
+            f"{variable}={url!r} has an invalid port: a port is a number from 1 to 65535."
+        ) from None
+    if port == 0:
+        raise ConfigurationError(f"{variable}={url!r} has port 0: a port is a number from 1 to 65535.")
+    return url
+
+
+def _same_host(url: str, other: str) -> bool:
+    return (urlparse(url).hostname or "").lower() == (urlparse(other).hostname or "").lower()
 
 
 def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the backend choice from `environ` (default: `os.environ`).
 
-    Raises `ConfigurationError` for an unknown provider or a missing model, and
-    `MissingAPIKeyError` when a hosted provider has no key.
+    Raises `ConfigurationError` for an unknown provider, a malformed `OPENAI_BASE_URL` or a
+    missing model, and `MissingAPIKeyError` when a hosted provider has no key of its own.
     """
     env = os.environ if environ is None else environ
     provider = env.get("LLM_PROVIDER", "").strip().lower()
@@ -91,24 +189,41 @@ def resolve_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigurationError(f"LLM_PROVIDER={provider!r} is not one of: {choices}.")
 
     preset = PROVIDERS[provider]
-    base_url = base_url_override or preset.base_url
-    if not base_url:
+    if base_url_override:
+        base_url = validate_base_url(base_url_override)
+    elif preset.base_url:
+        base_url = preset.base_url
+    else:
         raise ConfigurationError("LLM_PROVIDER=custom needs OPENAI_BASE_URL, e.g. http://localhost:8080/v1.")
 
-    model = env.get("LLM_MODEL", "").strip() or preset.default_model
+    chosen_model = env.get("LLM_MODEL", "").strip()
+    model = chosen_model or preset.default_model
     if not model:
         raise ConfigurationError(
             f"LLM_PROVIDER={provider} has no default model: set LLM_MODEL to a model the server has "
             "(for Ollama, one listed by `ollama list`)."
         )
 
-    api_key = next((env[name].strip() for name in preset.key_variables if env.get(name, "").strip()), None)
+    at_own_address = preset.is_hosted and _same_host(base_url, preset.base_url)
+    key_variable = preset.key_variable if at_own_address else CUSTOM_KEY_VARIABLE
+    api_key = env.get(key_variable, "").strip() or None
     if api_key is None:
-        if preset.needs_key and not _is_local(base_url):
-            names = " or ".join(preset.key_variables)
+        if at_own_address:
             raise MissingAPIKeyError(
-                f"LLM_PROVIDER={provider} needs an API key: set {names} in your environment or in .env "
+                f"LLM_PROVIDER={provider} needs an API key: set {key_variable} in your environment or in .env "
                 "(see .env.example). Unset LLM_PROVIDER to use the embedded offline model."
             )
+        if preset.is_hosted and not is_local_url(base_url):
+            raise MissingAPIKeyError(
+                f"LLM_PROVIDER={provider} points at {base_url} (OPENAI_BASE_URL), not at {preset.base_url}: "
+                f"{preset.key_variable} is only ever sent to {preset.base_url}. Set {CUSTOM_KEY_VARIABLE} to the "
+                "key for this address."
+            )
         api_key = PLACEHOLDER_KEY
-    return Settings(provider=provider, model=model, base_url=base_url, api_key=api_key)
+    return Settings(
+        provider=provider,
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        as_of=None if chosen_model else preset.as_of,
+    )

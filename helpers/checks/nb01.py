@@ -10,7 +10,8 @@ and at token counts, never at the wording of the model's reply. Read one with
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import openai
 
@@ -38,7 +39,9 @@ def _is_message_list(messages: Any) -> bool:
     )
 
 
-def check_server_forgets(tell: list[dict[str, str]], ask: list[dict[str, str]], *, max_tokens: int = 20) -> dict[str, int]:
+def check_server_forgets(
+    tell: list[dict[str, str]], ask: list[dict[str, str]], *, max_tokens: int = 20
+) -> dict[str, int]:
     """Challenge 1 (notebook 01): prove that the server keeps nothing between calls.
 
     `tell` is a message list that states a fact ("My name is Ada..."); `ask` is a
@@ -100,29 +103,49 @@ def check_chat_turn(chat_turn: ChatTurn, *, turns: Sequence[str] = SCRIPTED_TURN
         before = copy.deepcopy(history)
         calls = len(recorded.requests)
         result = chat_turn(client, history, user_text)
-        _require(history == before, f"Turn {number}: chat_turn changed the list it was given. Return a new list, e.g. history + [...].")
-        _require(isinstance(result, list), f"Turn {number}: chat_turn returned {type(result).__name__}; return the new history (a list).")
+        _require(
+            history == before,
+            f"Turn {number}: chat_turn changed the list it was given. Return a new list, e.g. history + [...].",
+        )
+        _require(
+            isinstance(result, list),
+            f"Turn {number}: chat_turn returned {type(result).__name__}; return the new history (a list).",
+        )
         _require(
             len(recorded.requests) == calls + 1,
-            f"Turn {number}: chat_turn made {len(recorded.requests) - calls} API calls; make exactly one, with the client it was given.",
+            f"Turn {number}: chat_turn made {len(recorded.requests) - calls} API calls; "
+            "make exactly one, with the client it was given.",
         )
         sent = recorded.messages[-1]
         user_message = {"role": "user", "content": user_text}
         _require(
             sent == history + [user_message],
-            f"Turn {number}: the request carried {len(sent)} messages, not the {len(history) + 1} of history + the new user "
-            "message. Send the whole history every time: the server has nothing else.",
+            f"Turn {number}: the request carried {len(sent)} messages, not the {len(history) + 1} of history + "
+            "the new user message. Send the whole history every time: the server has nothing else.",
         )
-        _require(len(result) == len(history) + 2, f"Turn {number}: return history + [user message, assistant message] ({len(history) + 2} messages), got {len(result)}.")
-        _require(result[: len(history) + 1] == history + [user_message], f"Turn {number}: keep the earlier history and the user message unchanged, in order.")
+        _require(
+            len(result) == len(history) + 2,
+            f"Turn {number}: return history + [user message, assistant message] ({len(history) + 2} messages), "
+            f"got {len(result)}.",
+        )
+        _require(
+            result[: len(history) + 1] == history + [user_message],
+            f"Turn {number}: keep the earlier history and the user message unchanged, in order.",
+        )
         reply = result[-1]
         _require(
             isinstance(reply, dict) and set(reply) == {"role", "content"} and reply.get("role") == "assistant",
-            f"Turn {number}: append exactly {{'role': 'assistant', 'content': text}}, got keys {sorted(reply) if isinstance(reply, dict) else reply!r}. "
+            f"Turn {number}: append exactly {{'role': 'assistant', 'content': text}}, got keys "
+            f"{sorted(reply) if isinstance(reply, dict) else reply!r}. "
             "Appending response.choices[0].message whole would carry fields such as reasoning_content.",
         )
         answered = (recorded.responses[-1] or {}).get("choices", [{}])[0].get("message", {}).get("content")
-        _require(reply["content"] == answered, f"Turn {number}: the assistant message should hold the text the API returned.")
+        _require(
+            reply["content"] == answered, f"Turn {number}: the assistant message should hold the text the API returned."
+        )
         history = result
-    print(f"Passed: {len(turns)} turns, each sent the whole history ({', '.join(str(len(m)) for m in recorded.messages)} messages) and appended role + content only.")
+    sizes = ", ".join(str(len(m)) for m in recorded.messages)
+    print(
+        f"Passed: {len(turns)} turns, each sent the whole history ({sizes} messages) and appended role + content only."
+    )
     return history

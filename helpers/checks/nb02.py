@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 from ..backend.client import count_tokens
 from . import require as _require
@@ -33,16 +33,31 @@ def check_pinned_window(pinned_window: Callable[[list[dict[str, str]], int], lis
         window = pinned_window(history, keep_last)
         case = f"(history of {len(history)} messages, keep_last={keep_last})"
         _require(history == before, f"pinned_window changed the history it was given {case}: build a new list.")
-        _require(isinstance(window, list), f"pinned_window returned {type(window).__name__} {case}; return a list of messages.")
+        _require(
+            isinstance(window, list),
+            f"pinned_window returned {type(window).__name__} {case}; return a list of messages.",
+        )
         if len(history) <= keep_last + 2:
             _require(window == history, f"The whole history fits {case}: return it all, in order.")
             continue
         expected_tail = history[-keep_last:]
         _require(window[:1] == history[:1], f"Start with the system message {case}.")
-        _require(window[1:2] == history[1:2], f"Keep the first user message (the one that says Japan) right after the system message {case}.")
-        _require(window[-keep_last:] == expected_tail, f"End with the last {keep_last} messages of the history, in order {case}.")
-        _require(len(window) == keep_last + 2, f"Expected {keep_last + 2} messages (system, first user turn, last {keep_last}); got {len(window)} {case}.")
+        _require(
+            window[1:2] == history[1:2],
+            f"Keep the first user message (the one that says Japan) right after the system message {case}.",
+        )
+        _require(
+            window[-keep_last:] == expected_tail,
+            f"End with the last {keep_last} messages of the history, in order {case}.",
+        )
+        _require(
+            len(window) == keep_last + 2,
+            f"Expected {keep_last + 2} messages (system, first user turn, last {keep_last}); got {len(window)} {case}.",
+        )
         _require(window[-1] == history[-1], f"The newest user message must be last {case}.")
     long_history = _fixture_history(6)
     full, pinned = int(count_tokens(long_history)), int(count_tokens(pinned_window(long_history, 4)))
-    print(f"Passed: the first user turn stays in every window; on a 6-turn history it sends {pinned} prompt tokens instead of {full}.")
+    print(
+        "Passed: the first user turn stays in every window; "
+        f"on a 6-turn history it sends {pinned} prompt tokens instead of {full}."
+    )
