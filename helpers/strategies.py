@@ -336,7 +336,7 @@ def replay_strategy(
     `prompt_tokens` are counted with `count_tokens` (on the embedded model exactly what the
     server bills). `cached_tokens` is what the embedded server would reuse: the longest prefix
     shared with the previous request (its reply included; a fold in between replaces it), and
-    `provider_cached_tokens` a hosted provider's estimate: the previous prompt only, from 1,024
+    `cached_tokens_openai_rule` a hosted provider's estimate: the previous prompt only, from 1,024
     tokens, in 128-token blocks (OpenAI's documented rule).
     """
     if strategy not in STRATEGIES:
@@ -371,7 +371,7 @@ def replay_strategy(
         run.rows.append({"turn": turn, "messages sent": len(sent), "prompt_tokens": prompt_tokens,
                          "completion_tokens": recording.rows[turn - 1]["completion_tokens"],
                          "cached_tokens": _prefix(previous_sequence, tokens[:-1]),
-                         "provider_cached_tokens": provider_cached,
+                         "cached_tokens_openai_rule": provider_cached,
                          "summarizer_tokens": call.tokens if call else 0})
         if call:
             run.summarizer_rows.append(_fold_row(turn, call))
@@ -421,9 +421,12 @@ def recall_rows(
     if run.next_payload is None:
         raise ValueError("run has no next payload: use a Run from run_strategy or replay_strategy")
     model = model or current_settings().model
+    questions = {name: {"role": "user", "content": RECALL_PROBE.format(question=fact.question)}
+                 for name, fact in facts.items()}
+    _prime_priors(client, run, facts, questions, model)
     rows = []
     for name, fact in facts.items():
-        question = {"role": "user", "content": RECALL_PROBE.format(question=fact.question)}
+        question = questions[name]
         sent = run.next_payload(question)
         share = uncorrected = best = None
         if fact.scorable:
@@ -440,6 +443,18 @@ def recall_rows(
                      "share": share, "share, uncorrected": uncorrected, "favoured answer": best,
                      "reply names it": mentions(reply, fact), "reply": " ".join(reply.split())})
     return rows
+
+
+def _prime_priors(client: Any, run: Run, facts: dict[str, Fact], questions: dict[str, Message], model: str) -> None:
+    """Score every fact's guess (system message only) first: the long context then stays in the KV cache."""
+    for name, fact in facts.items():
+        if fact.scorable:
+            system = [m for m in run.next_payload(questions[name])[:1] if m.get("role") == "system"]
+            try:
+                answer_shares(client, system, questions[name], answer_prefix=fact.answer_prefix,
+                              candidates=fact.candidates, model=model)
+            except RecallUnavailableError:
+                return
 
 
 def spread_after_warmup(run: Run, warmup: int) -> tuple[int, int]:

@@ -188,7 +188,7 @@ def test_replay_counts_the_cache_a_server_would_use(embedded_model):
     assert rows[0]["cached_tokens"] == 0
     for previous, row in zip(rows, rows[1:]):  # raw keeps the prefix: the whole previous prompt is reused
         assert row["cached_tokens"] >= previous["prompt_tokens"]
-        assert row["provider_cached_tokens"] == 0 or row["provider_cached_tokens"] % 128 == 0
+        assert row["cached_tokens_openai_rule"] == 0 or row["cached_tokens_openai_rule"] % 128 == 0
     window = replay_strategy(ScriptedClient(), "window", recording(), SMALL, model="m").rows
     assert window[-1]["cached_tokens"] < 40, "a window changes the start of the prompt every turn"
 
