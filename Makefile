@@ -14,7 +14,7 @@ VENV := .venv
 PY ?= $(VENV)/bin/python
 KERNEL := conversation-memory
 
-.PHONY: setup lab test test-fast test-server bench clean-outputs help
+.PHONY: setup lab serve-lab test test-fast test-server bench clean-outputs help
 
 help:
 	@echo "make lab    - open JupyterLab on notebooks/ (sets everything up the first time)"
@@ -39,8 +39,22 @@ setup:
 	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (conversation memory)"
 endif
 
+# JupyterLab refuses to start as root (Docker, many classroom images) unless told to; in a container it
+# must also listen beyond the container's own localhost, and has no browser to open. ARGS adds flags.
+LAB_FLAGS :=
+ifeq ($(shell id -u),0)
+LAB_FLAGS += --allow-root
+endif
+ifneq ($(wildcard /.dockerenv /run/.containerenv),)
+LAB_FLAGS += --ip=0.0.0.0 --no-browser
+endif
+
 lab: setup
-	$(PY) -m jupyter lab notebooks/
+	@$(MAKE) --no-print-directory serve-lab
+
+serve-lab:
+	@echo "Starting JupyterLab on notebooks/. Open the http://127.0.0.1:...?token=... address it prints below."
+	$(PY) -m jupyter lab notebooks/ $(LAB_FLAGS) $(ARGS)
 
 # LLM_PROVIDER=embedded: the suite always checks the offline default, whatever .env says.
 test: setup

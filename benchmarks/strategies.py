@@ -55,16 +55,26 @@ DEFAULT_DESIGN = "statements"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conversation", type=Path, action="append", default=None,
-                        help="scripted conversation JSON (repeatable; default: both data conversations)")
+    parser.add_argument(
+        "--conversation",
+        type=Path,
+        action="append",
+        default=None,
+        help="scripted conversation JSON (repeatable; default: both data conversations)",
+    )
     parser.add_argument("--turns", type=int, default=None, metavar="N", help="play only the first N turns")
     parser.add_argument("--max-tokens", type=int, default=40, help="reply cap per turn (default 40)")
     parser.add_argument("--window-turns", type=int, default=3, help="window: turns kept (default 3)")
     parser.add_argument("--budget", type=int, default=400, help="budget: prompt tokens (default 400)")
     parser.add_argument("--threshold", type=int, default=8, help="summary: fold past this many messages (default 8)")
     parser.add_argument("--keep-turns", type=int, default=2, help="summary: turns kept verbatim (default 2)")
-    parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=list(DESIGNS),
-                        help="summarizer designs to compare (default: all)")
+    parser.add_argument(
+        "--designs",
+        nargs="+",
+        choices=sorted(DESIGNS),
+        default=list(DESIGNS),
+        help="summarizer designs to compare (default: all)",
+    )
     parser.add_argument("--warmup", type=int, default=8, help="turns left out of the per-turn max/min (default 8)")
     parser.add_argument("--skip-decoding", action="store_true", help="leave out the greedy recording")
     args = parser.parse_args(argv)
@@ -93,23 +103,32 @@ def bench_conversation(client, path: Path, args: argparse.Namespace) -> None:
     if not args.skip_decoding:
         start = time.perf_counter()
         before = _replies(client, conversation, args.max_tokens, temperature=0, extra_body={"dry_multiplier": 0})
-        print(f"decoding  greedy, no DRY (before): {looping_share(before):.0%} of replies repeat a 6-word run "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"decoding  greedy, no DRY (before): {looping_share(before):.0%} of replies repeat a 6-word run "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
     recording = record(client, conversation, args.max_tokens)
     replies = [m["content"] for m in recording.history if m["role"] == "assistant"]
-    print(f"decoding  defaults (after): {looping_share(replies):.0%} of replies repeat a 6-word run "
-          f"({recording.seconds:.0f} s)", flush=True)
+    print(
+        f"decoding  defaults (after): {looping_share(replies):.0%} of replies repeat a 6-word run "
+        f"({recording.seconds:.0f} s)",
+        flush=True,
+    )
 
     settings = StrategySettings(args.max_tokens, args.window_turns, args.budget, args.buffer)
     runs = {name: replay_strategy(client, name, recording, settings) for name in ("raw", "window", "budget")}
     for design in args.designs:
         start = time.perf_counter()
-        runs[f"summary: {design}"] = replay_strategy(client, "summary", recording, settings,
-                                                     summarizer=DESIGNS[design]())
+        runs[f"summary: {design}"] = replay_strategy(
+            client, "summary", recording, settings, summarizer=DESIGNS[design]()
+        )
         runs[f"summary: {design}"].seconds = time.perf_counter() - start
     raw_total = runs["raw"].total_tokens
-    header = (f"{'strategy':<24} {'total':>7} {'summ.':>6} {'vs raw':>6} {'max/min after ' + str(args.warmup):>18} "
-              f"{'cached':>6}  {'sent':>4} {'kept':>4}  {'share per fact':<29} {'words':>5}")
+    header = (
+        f"{'strategy':<24} {'total':>7} {'summ.':>6} {'vs raw':>6} {'max/min after ' + str(args.warmup):>18} "
+        f"{'cached':>6}  {'sent':>4} {'kept':>4}  {'share per fact':<29} {'words':>5}"
+    )
     print(header)
     print("-" * len(header))
     for name, run in runs.items():
@@ -119,14 +138,19 @@ def bench_conversation(client, path: Path, args: argparse.Namespace) -> None:
         cached = (run.cached_tokens + sum(r["cached_tokens"] for r in run.summarizer_rows)) / prompt_all
         kept = f"{sum(mentions(run.summary, fact) for fact in facts.values())}" if name.startswith("summary") else "-"
         spread, sent = f"{high}/{low} (x{high / low:.2f})", sum(r["in what was sent"] for r in rows)
-        print(f"{name:<24} {run.total_tokens:>7,} {run.summarizer_tokens:>6,} {run.total_tokens / raw_total:>6.2f} "
-              f"{spread:>18} {cached:>6.0%}  {sent:>4} {kept:>4}  {shares_text(rows):<29} "
-              f"{sum(r['reply names it'] for r in rows):>5}", flush=True)
+        print(
+            f"{name:<24} {run.total_tokens:>7,} {run.summarizer_tokens:>6,} {run.total_tokens / raw_total:>6.2f} "
+            f"{spread:>18} {cached:>6.0%}  {sent:>4} {kept:>4}  {shares_text(rows):<29} "
+            f"{sum(r['reply names it'] for r in rows):>5}",
+            flush=True,
+        )
     for name, run in runs.items():
         if name.startswith("summary"):
             per_fold = [sum(mentions(text, fact) for fact in facts.values()) for text in run.summaries]
-            print(f"  {name}: facts in the summary after each fold {per_fold}; final: "
-                  f"{' | '.join(run.summary.splitlines())[:220]}")
+            print(
+                f"  {name}: facts in the summary after each fold {per_fold}; final: "
+                f"{' | '.join(run.summary.splitlines())[:220]}"
+            )
 
 
 def _replies(client, conversation, max_tokens: int, **options) -> list[str]:
@@ -146,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     client = get_client()
     print(describe_backend())
-    print(f"replies capped at {args.max_tokens} tokens; window {args.window_turns} turns; budget {args.budget} "
-          f"tokens; summary: fold past {args.buffer.threshold} messages, keep {args.buffer.keep_turns} turns. "
-          "share = the right answer's probability share among the fact's candidates, corrected for guessing; "
-          "sent/kept/words = facts in what was sent / in the final summary / named in a short reply.")
+    print(
+        f"replies capped at {args.max_tokens} tokens; window {args.window_turns} turns; budget {args.budget} "
+        f"tokens; summary: fold past {args.buffer.threshold} messages, keep {args.buffer.keep_turns} turns. "
+        "share = the right answer's probability share among the fact's candidates, corrected for guessing; "
+        "sent/kept/words = facts in what was sent / in the final summary / named in a short reply."
+    )
     try:
         for path in args.conversation:
             bench_conversation(client, path, args)

@@ -45,17 +45,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategy", choices=STRATEGIES, default="raw", help="what to send each turn (default raw)")
     parser.add_argument("--turns", type=int, default=None, metavar="N", help="stop after N user turns (default: all)")
-    parser.add_argument("--max-tokens", type=int, default=DEFAULTS.max_tokens,
-                        help=f"reply length cap per turn (default {DEFAULTS.max_tokens})")
-    parser.add_argument("--keep-turns", type=int, default=None, metavar="K",
-                        help=f"turns kept verbatim (default {DEFAULTS.window_turns} for window, "
-                             f"{DEFAULTS.buffer.keep_turns} for summary)")
-    parser.add_argument("--budget", type=int, default=DEFAULTS.budget,
-                        help=f"prompt-token budget for --strategy budget (default {DEFAULTS.budget})")
-    parser.add_argument("--threshold", type=int, default=DEFAULTS.buffer.threshold,
-                        help=f"summary: fold past this many verbatim messages (default {DEFAULTS.buffer.threshold})")
-    parser.add_argument("--summarizer", choices=sorted(SUMMARIZERS), default="statements",
-                        help="summary: how old turns are folded (default statements)")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULTS.max_tokens,
+        help=f"reply length cap per turn (default {DEFAULTS.max_tokens})",
+    )
+    parser.add_argument(
+        "--keep-turns",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"turns kept verbatim (default {DEFAULTS.window_turns} for window, "
+        f"{DEFAULTS.buffer.keep_turns} for summary)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULTS.budget,
+        help=f"prompt-token budget for --strategy budget (default {DEFAULTS.budget})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=int,
+        default=DEFAULTS.buffer.threshold,
+        help=f"summary: fold past this many verbatim messages (default {DEFAULTS.buffer.threshold})",
+    )
+    parser.add_argument(
+        "--summarizer",
+        choices=sorted(SUMMARIZERS),
+        default="statements",
+        help="summary: how old turns are folded (default statements)",
+    )
     parser.add_argument("--quiz", action="store_true", help="at the end, ask the planted facts back and report recall")
     parser.add_argument("--conversation", type=Path, default=DEFAULT_CONVERSATION, help="scripted conversation JSON")
     args = parser.parse_args(argv)
@@ -80,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             buffer = BufferSettings(args.threshold, args.keep_turns or DEFAULTS.buffer.keep_turns)
         except ValueError as error:
             parser.error(str(error))
-    settings = StrategySettings(max_tokens=args.max_tokens, window_turns=args.keep_turns or DEFAULTS.window_turns,
-                                budget=args.budget, buffer=buffer)
+    settings = StrategySettings(
+        max_tokens=args.max_tokens,
+        window_turns=args.keep_turns or DEFAULTS.window_turns,
+        budget=args.budget,
+        buffer=buffer,
+    )
 
     client = get_client()
     print(describe_backend())
@@ -90,27 +115,43 @@ def main(argv: list[str] | None = None) -> int:
     def report(row: dict[str, Any]) -> None:
         extra = f" summarizer_tokens={row['summarizer_tokens']}" if row["summarizer_tokens"] else ""
         cached = "n/a" if row["cached_tokens"] is None else row["cached_tokens"]
-        print(f"turn {row['turn']:>2}: prompt_tokens={row['prompt_tokens']:>5} cached_tokens={cached:>5} "
-              f"completion_tokens={row['completion_tokens']:>3} messages_sent={row['messages sent']:>2}{extra}", flush=True)
+        print(
+            f"turn {row['turn']:>2}: prompt_tokens={row['prompt_tokens']:>5} cached_tokens={cached:>5} "
+            f"completion_tokens={row['completion_tokens']:>3} messages_sent={row['messages sent']:>2}{extra}",
+            flush=True,
+        )
 
     try:
-        run = run_strategy(client, args.strategy, conversation, settings, report, turns=turns,
-                           summarizer=SUMMARIZERS[args.summarizer]())
+        run = run_strategy(
+            client,
+            args.strategy,
+            conversation,
+            settings,
+            report,
+            turns=turns,
+            summarizer=SUMMARIZERS[args.summarizer](),
+        )
     except HelpersError as error:  # e.g. HistoryTooLongError: the budget cannot hold even the newest turn
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    print(f"total: {turns} turns, {run.prompt_tokens} prompt tokens sent, {run.summarizer_tokens} summarizer tokens, "
-          f"{run.total_tokens} in all")
+    print(
+        f"total: {turns} turns, {run.prompt_tokens} prompt tokens sent, {run.summarizer_tokens} summarizer tokens, "
+        f"{run.total_tokens} in all"
+    )
     if run.summary:
         print(f"summary: {run.summary}")
     if args.quiz:
         rows = recall_rows(client, run, conversation.facts)
         for row in rows:
             share = "n/a" if row["share"] is None else f"{row['share']:.2f}"
-            print(f"quiz {row['fact']}: in what was sent={row['in what was sent']} share={share} "
-                  f"reply names it={row['reply names it']} | {row['reply'][:80]}")
-        print(f"recall: {sum(r['reply names it'] for r in rows)} of {len(rows)} facts named in the replies, "
-              f"{sum(r['in what was sent'] for r in rows)} sent")
+            print(
+                f"quiz {row['fact']}: in what was sent={row['in what was sent']} share={share} "
+                f"reply names it={row['reply names it']} | {row['reply'][:80]}"
+            )
+        print(
+            f"recall: {sum(r['reply names it'] for r in rows)} of {len(rows)} facts named in the replies, "
+            f"{sum(r['in what was sent'] for r in rows)} sent"
+        )
     return 0
 
 

@@ -75,7 +75,8 @@ else:
     from helpers import MODEL, get_client
     client = get_client()
     def call(max_tokens):
-        usage = client.chat.completions.create(model=MODEL, messages=messages, **dict(options, max_tokens=max_tokens)).usage
+        usage = client.chat.completions.create(model=MODEL, messages=messages,
+                                               **dict(options, max_tokens=max_tokens)).usage
         return usage.model_dump()
 call(1)  # prompt into the KV cache
 start = time.perf_counter()
@@ -112,15 +113,27 @@ def thread_settings() -> list[Setting]:
     settings = [Setting("get_client() (embedded defaults)", ("client",), ())]
     for policy in (None, "PASSIVE"):
         for decode in ("1", "2"):
-            settings.append(Setting(f"direct Llama n_threads={decode} n_threads_batch={batch} "
-                                    f"OMP_WAIT_POLICY={policy or 'unset'}", ("direct", decode, batch),
-                                    (("OMP_WAIT_POLICY", policy),)))
+            settings.append(
+                Setting(
+                    f"direct Llama n_threads={decode} n_threads_batch={batch} OMP_WAIT_POLICY={policy or 'unset'}",
+                    ("direct", decode, batch),
+                    (("OMP_WAIT_POLICY", policy),),
+                )
+            )
     return settings
 
 
 def _run_children(setting: Setting, copies: int, tokens: int) -> list[float]:
-    processes = [subprocess.Popen(setting.command(tokens), env=setting.environment(), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(copies)]
+    processes = [
+        subprocess.Popen(
+            setting.command(tokens),
+            env=setting.environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(copies)
+    ]
     rates = []
     for process in processes:
         out, err = process.communicate(timeout=600)
@@ -162,8 +175,12 @@ def sdk_overhead(repeats: int, max_tokens: int) -> dict[str, float]:
     model = load_embedded_model()
     client = get_client(resolve_settings({}))
     messages = [SYSTEM, QUESTION]
-    options = {"max_tokens": max_tokens, "temperature": DEFAULT_TEMPERATURE, "top_p": DEFAULT_TOP_P,
-               "seed": DEFAULT_SEED}
+    options = {
+        "max_tokens": max_tokens,
+        "temperature": DEFAULT_TEMPERATURE,
+        "top_p": DEFAULT_TOP_P,
+        "seed": DEFAULT_SEED,
+    }
     direct_times, sdk_times, completion_tokens, prompt_tokens, same_text = [], [], [], 0, 0
     for _ in range(repeats):
         with model.lock:
@@ -172,8 +189,9 @@ def sdk_overhead(repeats: int, max_tokens: int) -> dict[str, float]:
         direct_times.append(seconds)
         with model.lock:
             model.llm.reset()
-        seconds, response = _time(lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=messages,
-                                                                         **options))
+        seconds, response = _time(
+            lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=messages, **options)
+        )
         sdk_times.append(seconds)
         same_text += response.choices[0].message.content == result["choices"][0]["message"]["content"]
         completion_tokens.append(response.usage.completion_tokens)
@@ -197,7 +215,7 @@ def _history() -> list[dict[str, str]]:
     return history
 
 
-def model_speed(repeats: int) -> dict[str, float]:
+def model_speed(repeats: int, max_tokens: int = 128) -> dict[str, float]:
     """Prompt processing (1-token replies, empty cache) and generation tokens/s, through the SDK."""
     model = load_embedded_model()
     client = get_client(resolve_settings({}))
@@ -206,17 +224,21 @@ def model_speed(repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         with model.lock:
             model.llm.reset()
-        prefill_s, prefill = _time(lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=long_prompt,
-                                                                          max_tokens=1))
+        prefill_s, prefill = _time(
+            lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=long_prompt, max_tokens=1)
+        )
         prompt_rates.append(prefill.usage.prompt_tokens / prefill_s)
         with model.lock:
             model.llm.reset()
-        total_s, full = _time(lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=long_prompt,
-                                                                     max_tokens=128))
+        total_s, full = _time(
+            lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=long_prompt, max_tokens=max_tokens)
+        )
         generated = full.usage.completion_tokens
         generation_rates.append(max(generated - 1, 1) / max(total_s - prefill_s, 1e-6))
-    return {"prompt_tokens_per_s": statistics.median(prompt_rates),
-            "generation_tokens_per_s": statistics.median(generation_rates)}
+    return {
+        "prompt_tokens_per_s": statistics.median(prompt_rates),
+        "generation_tokens_per_s": statistics.median(generation_rates),
+    }
 
 
 def cached_prefix_speedup(repeats: int) -> dict[str, float]:
@@ -244,48 +266,71 @@ def cached_prefix_speedup(repeats: int) -> dict[str, float]:
         if cold.usage.prompt_tokens_details.cached_tokens != 0:
             raise BenchmarkError("the cold run found tokens in an emptied cache: the comparison would be wrong")
     warm, cold = statistics.median(warm_times), statistics.median(cold_times)
-    return {"prompt_tokens": response.usage.prompt_tokens, "cached_tokens": cached, "warm_s": warm, "cold_s": cold,
-            "speedup": cold / warm}
+    return {
+        "prompt_tokens": response.usage.prompt_tokens,
+        "cached_tokens": cached,
+        "warm_s": warm,
+        "cold_s": cold,
+        "speedup": cold / warm,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (default 5)")
     parser.add_argument("--max-tokens", type=int, default=120, help="reply length for the timed replies (default 120)")
-    parser.add_argument("--under-load", action="store_true",
-                        help="also measure the thread settings with two processes generating at once")
+    parser.add_argument(
+        "--under-load",
+        action="store_true",
+        help="also measure the thread settings with two processes generating at once",
+    )
     parser.add_argument("--skip-threads", action="store_true", help="leave out measurement 1 (fresh processes)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.max_tokens < 2:
         parser.error("--repeats must be at least 1 and --max-tokens at least 2")
 
     threads = ThreadSettings.from_environment()
-    print(f"Embedded {EMBEDDED_MODEL}: decode threads {threads.decode}, prompt threads {threads.batch}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (set by helpers.backend.embedded unless "
-          f"given); sampling temperature {DEFAULT_TEMPERATURE}, top_p {DEFAULT_TOP_P}, seed {DEFAULT_SEED}\n")
+    print(
+        f"Embedded {EMBEDDED_MODEL}: decode threads {threads.decode}, prompt threads {threads.batch}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (set by helpers.backend.embedded unless "
+        f"given); sampling temperature {DEFAULT_TEMPERATURE}, top_p {DEFAULT_TOP_P}, seed {DEFAULT_SEED}\n"
+    )
     if not args.skip_threads:
         rates = generation_by_setting(args.repeats, args.max_tokens)
-        print_generation_table(f"1. generation, {args.max_tokens}-token reply, fresh process per run, best of "
-                               f"{args.repeats} alternating rounds, machine otherwise as it is", rates)
+        print_generation_table(
+            f"1. generation, {args.max_tokens}-token reply, fresh process per run, best of "
+            f"{args.repeats} alternating rounds, machine otherwise as it is",
+            rates,
+        )
         if args.under_load:
             loaded = generation_by_setting(args.repeats, args.max_tokens, copies=2)
             print_generation_table("1b. the same with two processes generating at once (slower of the pair)", loaded)
     load_embedded_model()
     overhead = sdk_overhead(args.repeats, args.max_tokens)
-    print(f"2. openai SDK path vs llama-cpp create_chat_completion (same request, alternating, empty cache each, "
-          f"medians of {args.repeats})")
-    print(f"   prompt {overhead['prompt_tokens']} tokens, reply {overhead['completion_tokens']:.0f} tokens, same text "
-          f"{overhead['same_text']}/{overhead['repeats']}")
-    print(f"   direct {overhead['direct_s']:.3f} s   via SDK {overhead['sdk_s']:.3f} s   overhead "
-          f"{overhead['overhead_pct']:+.1f}%")
-    speed = model_speed(args.repeats)
+    print(
+        f"2. openai SDK path vs llama-cpp create_chat_completion (same request, alternating, empty cache each, "
+        f"medians of {args.repeats})"
+    )
+    print(
+        f"   prompt {overhead['prompt_tokens']} tokens, reply {overhead['completion_tokens']:.0f} tokens, same text "
+        f"{overhead['same_text']}/{overhead['repeats']}"
+    )
+    print(
+        f"   direct {overhead['direct_s']:.3f} s   via SDK {overhead['sdk_s']:.3f} s   overhead "
+        f"{overhead['overhead_pct']:+.1f}%"
+    )
+    speed = model_speed(args.repeats, max(args.max_tokens, 8))
     print("3. embedded model speed through the SDK")
-    print(f"   prompt processing {speed['prompt_tokens_per_s']:.0f} tokens/s   generation "
-          f"{speed['generation_tokens_per_s']:.0f} tokens/s")
+    print(
+        f"   prompt processing {speed['prompt_tokens_per_s']:.0f} tokens/s   generation "
+        f"{speed['generation_tokens_per_s']:.0f} tokens/s"
+    )
     cache = cached_prefix_speedup(args.repeats)
     print("4. growing history: final prompt with the earlier turns cached vs cold (1-token reply)")
-    print(f"   {cache['prompt_tokens']} prompt tokens, {cache['cached_tokens']} cached   warm {cache['warm_s']:.3f} s   "
-          f"cold {cache['cold_s']:.3f} s   speed-up x{cache['speedup']:.1f}")
+    print(
+        f"   {cache['prompt_tokens']} prompt tokens, {cache['cached_tokens']} cached   warm {cache['warm_s']:.3f} s   "
+        f"cold {cache['cold_s']:.3f} s   speed-up x{cache['speedup']:.1f}"
+    )
 
 
 if __name__ == "__main__":

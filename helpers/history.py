@@ -274,9 +274,14 @@ def summarize(
     if not text:
         raise SummaryError("The summarizer returned no text; the history was left as it was.")
     usage = read_usage(response.usage)
-    return SummaryCall(text=text, folded_messages=len(messages), prompt_tokens=usage.prompt_tokens,
-                       completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens or 0,
-                       truncated=truncated)
+    return SummaryCall(
+        text=text,
+        folded_messages=len(messages),
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens or 0,
+        truncated=truncated,
+    )
 
 
 class Summarizer(Protocol):
@@ -303,8 +308,15 @@ class RewriteSummary:
     name: str = "rewrite"
 
     def fold(self, messages: Sequence[Message], previous: str, client: Any, model: str | None) -> SummaryCall:
-        return summarize(messages, client, previous_summary=previous, model=model, max_words=self.max_words,
-                         max_tokens=self.max_tokens, roles=self.roles)
+        return summarize(
+            messages,
+            client,
+            previous_summary=previous,
+            model=model,
+            max_words=self.max_words,
+            max_tokens=self.max_tokens,
+            roles=self.roles,
+        )
 
 
 NOTE_INSTRUCTIONS = (
@@ -326,13 +338,16 @@ class FoldNotes:
     name: str = "note per fold"
 
     def request(self, messages: Sequence[Message]) -> list[Message]:
-        return [{"role": "system", "content": NOTE_INSTRUCTIONS.format(max_words=self.max_words)},
-                {"role": "user", "content": f"<user_lines>\n{transcript(messages, ('user',))}\n</user_lines>"}]
+        return [
+            {"role": "system", "content": NOTE_INSTRUCTIONS.format(max_words=self.max_words)},
+            {"role": "user", "content": f"<user_lines>\n{transcript(messages, ('user',))}\n</user_lines>"},
+        ]
 
     def fold(self, messages: Sequence[Message], previous: str, client: Any, model: str | None) -> SummaryCall:
         _has_turns(messages)
-        response = client.chat.completions.create(model=model or current_settings().model,
-                                                  messages=self.request(messages), max_tokens=self.max_tokens)
+        response = client.chat.completions.create(
+            model=model or current_settings().model, messages=self.request(messages), max_tokens=self.max_tokens
+        )
         choice = response.choices[0]
         truncated = choice.finish_reason == "length"
         note = _clean_summary(choice.message.content or "", truncated)
@@ -341,9 +356,14 @@ class FoldNotes:
         text = "\n".join(line for line in (previous, f"- {note}" if keep else "") if line)
         if not text:
             raise SummaryError("The note-taker found nothing to note yet; the history was left as it was.")
-        return SummaryCall(text=text, folded_messages=len(messages), prompt_tokens=usage.prompt_tokens,
-                           completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens or 0,
-                           truncated=truncated)
+        return SummaryCall(
+            text=text,
+            folded_messages=len(messages),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens or 0,
+            truncated=truncated,
+        )
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(A-Z0-9])")
@@ -397,15 +417,31 @@ class UserStatements:
         if _lines_tokens(notes) > self.cap_tokens:  # compaction: the oldest half becomes one model-written line
             half = max(2, len(notes) // 2)
             oldest, rest = notes[:half], notes[half:]
-            call = summarize([{"role": "user", "content": "\n".join(oldest)}], client, model=model,
-                             max_words=self.compact_max_words, roles=("user",))
+            call = summarize(
+                [{"role": "user", "content": "\n".join(oldest)}],
+                client,
+                model=model,
+                max_words=self.compact_max_words,
+                roles=("user",),
+            )
             notes = [f"Earlier: {call.text}", *rest]
-            prompt_tokens, completion_tokens, cached, calls = (call.prompt_tokens, call.completion_tokens,
-                                                               call.cached_tokens, 1)
+            prompt_tokens, completion_tokens, cached, calls = (
+                call.prompt_tokens,
+                call.completion_tokens,
+                call.cached_tokens,
+                1,
+            )
             dropped = tuple(oldest)
-        return SummaryCall(text="\n".join(notes), folded_messages=len(messages), prompt_tokens=prompt_tokens,
-                           completion_tokens=completion_tokens, cached_tokens=cached, truncated=False, calls=calls,
-                           dropped=dropped)
+        return SummaryCall(
+            text="\n".join(notes),
+            folded_messages=len(messages),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cached_tokens=cached,
+            truncated=False,
+            calls=calls,
+            dropped=dropped,
+        )
 
 
 FACT_CHECK_INSTRUCTIONS = "You sort the messages a user wrote to an assistant."
@@ -418,8 +454,10 @@ FACT_CHECK_QUESTION = (
 
 def fact_check_request(sentence: str) -> list[Message]:
     """The question `JudgedNotes` asks the model about one of the user's sentences (its answer is Yes or No)."""
-    return [{"role": "system", "content": FACT_CHECK_INSTRUCTIONS},
-            {"role": "user", "content": FACT_CHECK_QUESTION.format(sentence=sentence.replace('"', "'"))}]
+    return [
+        {"role": "system", "content": FACT_CHECK_INSTRUCTIONS},
+        {"role": "user", "content": FACT_CHECK_QUESTION.format(sentence=sentence.replace('"', "'"))},
+    ]
 
 
 @dataclass(frozen=True)
@@ -441,12 +479,20 @@ class JudgedNotes:
 
         request = fact_check_request(sentence)
         try:
-            shares = answer_shares(client, request[:1], request[1], answer_prefix="", candidates=["Yes", "No"],
-                                   model=model, calibrate=False)
+            shares = answer_shares(
+                client,
+                request[:1],
+                request[1],
+                answer_prefix="",
+                candidates=["Yes", "No"],
+                model=model,
+                calibrate=False,
+            )
             return shares["Yes"], int(count_tokens(request))
         except RecallUnavailableError:  # a server without logprobs: ask for the word
-            response = client.chat.completions.create(model=model or current_settings().model, messages=request,
-                                                      max_tokens=2, temperature=0)
+            response = client.chat.completions.create(
+                model=model or current_settings().model, messages=request, max_tokens=2, temperature=0
+            )
             answer = (response.choices[0].message.content or "").strip().lower()
             return float(answer.startswith("yes")), read_usage(response.usage).prompt_tokens
 
@@ -462,8 +508,15 @@ class JudgedNotes:
                 prompt_tokens, calls = prompt_tokens + spent, calls + 1
                 if share >= self.threshold and sentence not in notes:
                     notes.append(sentence)
-        return SummaryCall(text=_bullets(notes), folded_messages=len(messages), prompt_tokens=prompt_tokens,
-                           completion_tokens=0, cached_tokens=0, truncated=False, calls=calls)
+        return SummaryCall(
+            text=_bullets(notes),
+            folded_messages=len(messages),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=0,
+            cached_tokens=0,
+            truncated=False,
+            calls=calls,
+        )
 
 
 def _lines_tokens(lines: Sequence[str]) -> int:
@@ -505,7 +558,11 @@ class BufferSettings:
     def __post_init__(self) -> None:
         if isinstance(self.keep_turns, bool) or not isinstance(self.keep_turns, int) or self.keep_turns < 1:
             raise ValueError(f"keep_turns must be a whole number of at least 1, not {self.keep_turns!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) or self.threshold < 2 * self.keep_turns:
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, int)
+            or self.threshold < 2 * self.keep_turns
+        ):
             raise ValueError(
                 f"threshold ({self.threshold!r} messages) must be at least 2 * keep_turns ({2 * self.keep_turns}), "
                 "or every fold would keep more than it may hold"

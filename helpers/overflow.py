@@ -37,8 +37,8 @@ from .errors import HelpersError
 from .history import HistoryTooLongError, TokenCounter, trim_to_budget
 from .payload import assistant_message
 from .saved_history import SavedHistoryError, history_document, save_history
+from .types import Message
 
-Message = dict[str, Any]
 Trimmer = Callable[..., list[Message]]
 Pinned = Callable[[Message], bool] | Collection[Message]
 

@@ -122,38 +122,60 @@ def answer_shares(
     candidates = _check_candidates(candidates)
     model = model or current_settings().model
     question_message = _question_message(question)
-    scores, method, exact = _scores(client, [dict(m) for m in messages] + [question_message], answer_prefix,
-                                    candidates, model)
+    scores, method, exact = _scores(
+        client, [dict(m) for m in messages] + [question_message], answer_prefix, candidates, model
+    )
     raw = softmax(scores)
     if not calibrate:
         return AnswerShares(raw, method, exact, scores, raw)
     system_only = [dict(m) for m in messages if m.get("role") in ("system", "developer")][:1]
     prior_scores = _prior(client, tuple(system_only), question_message, answer_prefix, tuple(candidates), model)
     corrected = softmax({c: scores[c] - prior_scores[c] for c in candidates})
-    return AnswerShares(corrected, method + ", corrected for guessing (divided by the system-message-only prior)",
-                        exact, scores, raw, softmax(prior_scores))
+    return AnswerShares(
+        corrected,
+        method + ", corrected for guessing (divided by the system-message-only prior)",
+        exact,
+        scores,
+        raw,
+        softmax(prior_scores),
+    )
 
 
-def _scores(client: Any, sent: list[Message], answer_prefix: str, candidates: list[str],
-            model: str) -> tuple[dict[str, float], str, bool]:
+def _scores(
+    client: Any, sent: list[Message], answer_prefix: str, candidates: list[str], model: str
+) -> tuple[dict[str, float], str, bool]:
     if is_embedded_client(client):
         from .backend.embedded import load_embedded_model
 
         scores = load_embedded_model().score_continuations(sent, answer_prefix, candidates)
         return scores, "log-likelihood of each candidate after the answer prefix", True
-    return _provider_scores(client, sent, answer_prefix, candidates, model), \
-        "first answer token's top_logprobs (approximate)", False
+    return (
+        _provider_scores(client, sent, answer_prefix, candidates, model),
+        "first answer token's top_logprobs (approximate)",
+        False,
+    )
 
 
 _PRIORS: dict[Any, dict[str, float]] = {}
 
 
-def _prior(client: Any, system: tuple[Message, ...], question: Message, answer_prefix: str,
-           candidates: tuple[str, ...], model: str) -> dict[str, float]:
+def _prior(
+    client: Any,
+    system: tuple[Message, ...],
+    question: Message,
+    answer_prefix: str,
+    candidates: tuple[str, ...],
+    model: str,
+) -> dict[str, float]:
     """The candidates' log-likelihoods with only the system message: what the model guesses (memoised)."""
-    key = (id(client) if not is_embedded_client(client) else "embedded", model,
-           tuple(sorted((k, str(v)) for m in system for k, v in m.items())),
-           str(question.get("content")), answer_prefix, candidates)
+    key = (
+        id(client) if not is_embedded_client(client) else "embedded",
+        model,
+        tuple(sorted((k, str(v)) for m in system for k, v in m.items())),
+        str(question.get("content")),
+        answer_prefix,
+        candidates,
+    )
     if key not in _PRIORS:
         _PRIORS[key] = _scores(client, [*system, question], answer_prefix, list(candidates), model)[0]
     return _PRIORS[key]
@@ -163,13 +185,17 @@ def _first_word(text: str) -> str:
     return "".join(ch for ch in text.strip().split()[0].lower() if ch.isalnum()) if text.strip() else ""
 
 
-def _provider_scores(client: Any, sent: list[Message], answer_prefix: str, candidates: list[str],
-                     model: str) -> dict[str, float]:
-    instruction = (f"Complete this answer with one of: {', '.join(candidates)}. Reply with that option only.\n"
-                   f"Answer: {answer_prefix} ...")
+def _provider_scores(
+    client: Any, sent: list[Message], answer_prefix: str, candidates: list[str], model: str
+) -> dict[str, float]:
+    instruction = (
+        f"Complete this answer with one of: {', '.join(candidates)}. Reply with that option only.\n"
+        f"Answer: {answer_prefix} ..."
+    )
     asked = sent[:-1] + [{"role": "user", "content": f"{sent[-1]['content']}\n\n{instruction}"}]
-    response = client.chat.completions.create(model=model, messages=asked, max_tokens=1, temperature=0,
-                                              logprobs=True, top_logprobs=TOP_LOGPROBS)
+    response = client.chat.completions.create(
+        model=model, messages=asked, max_tokens=1, temperature=0, logprobs=True, top_logprobs=TOP_LOGPROBS
+    )
     logprobs = getattr(response.choices[0], "logprobs", None)
     content = getattr(logprobs, "content", None) if logprobs else None
     if not content or not getattr(content[0], "top_logprobs", None):

@@ -130,21 +130,48 @@ def load_conversation(path: Path | str = LONG_CONVERSATION) -> Conversation:
         _require(isinstance(spec, dict), path, where, "must be an object or a description")
         for key in ("value", "question"):
             _require(isinstance(spec.get(key), str) and spec[key], path, f"{where}.{key}", "must be a string")
-        _require(isinstance(spec.get("turn"), int) and 1 <= spec["turn"] <= len(texts), path, f"{where}.turn",
-                 f"must be a turn number between 1 and {len(texts)}")
+        _require(
+            isinstance(spec.get("turn"), int) and 1 <= spec["turn"] <= len(texts),
+            path,
+            f"{where}.turn",
+            f"must be a turn number between 1 and {len(texts)}",
+        )
         match = spec.get("match") or [spec["value"].lower()]
-        _require(isinstance(match, list) and all(isinstance(m, str) and m for m in match), path, f"{where}.match",
-                 "must be a list of strings")
+        _require(
+            isinstance(match, list) and all(isinstance(m, str) and m for m in match),
+            path,
+            f"{where}.match",
+            "must be a list of strings",
+        )
         candidates = spec.get("candidates") or []
-        _require(isinstance(candidates, list) and all(isinstance(c, str) and c for c in candidates), path,
-                 f"{where}.candidates", "must be a list of strings")
+        _require(
+            isinstance(candidates, list) and all(isinstance(c, str) and c for c in candidates),
+            path,
+            f"{where}.candidates",
+            "must be a list of strings",
+        )
         if candidates:
-            _require(spec["value"] in candidates and len(set(candidates)) == len(candidates), path,
-                     f"{where}.candidates", "must be distinct and include the value")
-            _require(isinstance(spec.get("answer_prefix"), str), path, f"{where}.answer_prefix",
-                     "must be a string when candidates are given")
-        facts[name] = Fact(name, spec["turn"], spec["value"], spec["question"], tuple(m.lower() for m in match),
-                           spec.get("answer_prefix"), tuple(candidates))
+            _require(
+                spec["value"] in candidates and len(set(candidates)) == len(candidates),
+                path,
+                f"{where}.candidates",
+                "must be distinct and include the value",
+            )
+            _require(
+                isinstance(spec.get("answer_prefix"), str),
+                path,
+                f"{where}.answer_prefix",
+                "must be a string when candidates are given",
+            )
+        facts[name] = Fact(
+            name,
+            spec["turn"],
+            spec["value"],
+            spec["question"],
+            tuple(m.lower() for m in match),
+            spec.get("answer_prefix"),
+            tuple(candidates),
+        )
     return Conversation(data["system"], tuple(texts), facts, path, notes)
 
 
@@ -200,8 +227,9 @@ class Run:
         return [row["prompt_tokens"] for row in self.rows]
 
 
-def choose_payload(strategy: str, settings: StrategySettings = StrategySettings()) -> Callable[[list[Message]],
-                                                                                             list[Message]]:
+def choose_payload(
+    strategy: str, settings: StrategySettings = StrategySettings()
+) -> Callable[[list[Message]], list[Message]]:
     """The function that turns the full history into what is sent (raw, window, budget)."""
     if strategy == "raw":
         return lambda history: list(history)
@@ -217,13 +245,24 @@ def choose_payload(strategy: str, settings: StrategySettings = StrategySettings(
 def usage_row(turn: int, response: Any, sent: Sequence[Message]) -> dict[str, Any]:
     """One turn's figures from a response's `usage` (cached_tokens None when the server does not say)."""
     usage = read_usage(response.usage)
-    return {"turn": turn, "messages sent": len(sent), "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens}
+    return {
+        "turn": turn,
+        "messages sent": len(sent),
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+    }
 
 
 def _fold_row(turn: int, call: Any) -> dict[str, Any]:
-    return {"turn": turn, "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
-            "cached_tokens": call.cached_tokens, "calls": call.calls, "summary": call.text}
+    return {
+        "turn": turn,
+        "prompt_tokens": call.prompt_tokens,
+        "completion_tokens": call.completion_tokens,
+        "cached_tokens": call.cached_tokens,
+        "calls": call.calls,
+        "summary": call.text,
+    }
 
 
 def _buffer(system: Message, settings: StrategySettings, summarizer: Summarizer | None, model: str) -> SummaryBuffer:
@@ -303,8 +342,9 @@ class Recording:
     seconds: float
 
 
-def record(client: Any, conversation: Conversation, max_tokens: int = 40, *, turns: int | None = None,
-           model: str | None = None) -> Recording:
+def record(
+    client: Any, conversation: Conversation, max_tokens: int = 40, *, turns: int | None = None, model: str | None = None
+) -> Recording:
     """Play the user turns with the whole history (the raw loop of notebook 01), keeping every reply."""
     model = model or current_settings().model
     start = time.perf_counter()
@@ -368,11 +408,17 @@ def replay_strategy(
         prompt_tokens = int(count_tokens(sent))
         shared = _prefix(previous_prompt, tokens)
         provider_cached = (shared // 128) * 128 if shared >= 1024 else 0
-        run.rows.append({"turn": turn, "messages sent": len(sent), "prompt_tokens": prompt_tokens,
-                         "completion_tokens": recording.rows[turn - 1]["completion_tokens"],
-                         "cached_tokens": _prefix(previous_sequence, tokens[:-1]),
-                         "cached_tokens_openai_rule": provider_cached,
-                         "summarizer_tokens": call.tokens if call else 0})
+        run.rows.append(
+            {
+                "turn": turn,
+                "messages sent": len(sent),
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": recording.rows[turn - 1]["completion_tokens"],
+                "cached_tokens": _prefix(previous_sequence, tokens[:-1]),
+                "cached_tokens_openai_rule": provider_cached,
+                "summarizer_tokens": call.tokens if call else 0,
+            }
+        )
         if call:
             run.summarizer_rows.append(_fold_row(turn, call))
             run.summaries.append(call.text)
@@ -380,8 +426,9 @@ def replay_strategy(
         if memory is not None:
             memory.append(reply)
         previous_prompt = tokens
-        previous_sequence = tokens + model_tokens.llm.tokenize(str(reply["content"]).encode("utf-8"), add_bos=False,
-                                                               special=False)
+        previous_sequence = tokens + model_tokens.llm.tokenize(
+            str(reply["content"]).encode("utf-8"), add_bos=False, special=False
+        )
     _finish(run, memory, payload, history)
     run.seconds = time.perf_counter() - start
     return run
@@ -421,8 +468,9 @@ def recall_rows(
     if run.next_payload is None:
         raise ValueError("run has no next payload: use a Run from run_strategy or replay_strategy")
     model = model or current_settings().model
-    questions = {name: {"role": "user", "content": RECALL_PROBE.format(question=fact.question)}
-                 for name, fact in facts.items()}
+    questions = {
+        name: {"role": "user", "content": RECALL_PROBE.format(question=fact.question)} for name, fact in facts.items()
+    }
     _prime_priors(client, run, facts, questions, model)
     rows = []
     for name, fact in facts.items():
@@ -431,17 +479,31 @@ def recall_rows(
         share = uncorrected = best = None
         if fact.scorable:
             try:
-                shares = answer_shares(client, sent[:-1], question, answer_prefix=fact.answer_prefix,
-                                       candidates=fact.candidates, model=model)
+                shares = answer_shares(
+                    client,
+                    sent[:-1],
+                    question,
+                    answer_prefix=fact.answer_prefix,
+                    candidates=fact.candidates,
+                    model=model,
+                )
                 share, uncorrected, best = shares[fact.value], shares.raw_shares[fact.value], shares.best
             except RecallUnavailableError:
                 pass
         response = client.chat.completions.create(model=model, messages=sent, max_tokens=reply_tokens)
         reply = response.choices[0].message.content or ""
-        rows.append({"strategy": label or run.strategy, "fact": name,
-                     "in what was sent": any(mentions(str(m.get("content") or ""), fact) for m in sent[:-1]),
-                     "share": share, "share, uncorrected": uncorrected, "favoured answer": best,
-                     "reply names it": mentions(reply, fact), "reply": " ".join(reply.split())})
+        rows.append(
+            {
+                "strategy": label or run.strategy,
+                "fact": name,
+                "in what was sent": any(mentions(str(m.get("content") or ""), fact) for m in sent[:-1]),
+                "share": share,
+                "share, uncorrected": uncorrected,
+                "favoured answer": best,
+                "reply names it": mentions(reply, fact),
+                "reply": " ".join(reply.split()),
+            }
+        )
     return rows
 
 
@@ -451,8 +513,14 @@ def _prime_priors(client: Any, run: Run, facts: dict[str, Fact], questions: dict
         if fact.scorable:
             system = [m for m in run.next_payload(questions[name])[:1] if m.get("role") == "system"]
             try:
-                answer_shares(client, system, questions[name], answer_prefix=fact.answer_prefix,
-                              candidates=fact.candidates, model=model)
+                answer_shares(
+                    client,
+                    system,
+                    questions[name],
+                    answer_prefix=fact.answer_prefix,
+                    candidates=fact.candidates,
+                    model=model,
+                )
             except RecallUnavailableError:
                 return
 

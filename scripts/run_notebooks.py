@@ -30,7 +30,9 @@ def clean_metadata(notebook: nbformat.NotebookNode) -> None:
 def run(path: Path, timeout: int = 1800) -> None:
     notebook = nbformat.read(path, as_version=4)
     os.environ["LLM_PROVIDER"] = "embedded"
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()
     clean_metadata(notebook)
     nbformat.write(notebook, path)

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 
-from helpers.history import UserStatements, sliding_window, summarize, summary_message, trim_to_budget
 from helpers.checks import ChallengeNotPassed
 from helpers.checks.nb03 import (
     CANNED_REPLIES,
@@ -16,6 +15,7 @@ from helpers.checks.nb03 import (
     load_long_conversation,
     orphaned_replies,
 )
+from helpers.history import UserStatements, sliding_window, summarize, summary_message, trim_to_budget
 
 THRESHOLD, KEEP = 8, 2
 
@@ -33,9 +33,14 @@ def test_in_order_matches_repeated_messages_to_successive_occurrences():
 
 
 def test_orphaned_replies_finds_a_reply_without_its_question():
-    history = [{"role": "system", "content": "s"}, {"role": "user", "content": "q1"},
-               {"role": "assistant", "content": "r1"}, {"role": "user", "content": "q2"},
-               {"role": "assistant", "content": "r2"}, {"role": "user", "content": "q3"}]
+    history = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "r1"},
+        {"role": "user", "content": "q2"},
+        {"role": "assistant", "content": "r2"},
+        {"role": "user", "content": "q3"},
+    ]
     assert orphaned_replies(history, history) == []
     assert orphaned_replies([history[0], history[2], history[5]], history) == [1]
     assert orphaned_replies([history[0], history[1], history[4], history[5]], history) == [2], "r2 does not answer q1"
@@ -70,14 +75,14 @@ def test_bounded_payload_passes_windows_and_budgets(payload, capsys):
 def test_bounded_payload_passes_a_hand_written_window():
     def last_turns(history):
         starts = [i for i, m in enumerate(history) if m["role"] == "user"]
-        return [history[0]] + history[starts[-3]:] if len(starts) >= 3 else list(history)
+        return [history[0]] + history[starts[-3] :] if len(starts) >= 3 else list(history)
 
     check_bounded_payload(last_turns)
 
 
 def every_other_old_turn(history):
     """Grows, only more slowly: the newest two turns plus every other older one."""
-    turns = [history[i:i + 2] for i in range(1, len(history), 2)]
+    turns = [history[i : i + 2] for i in range(1, len(history), 2)]
     kept = turns[:-2][1::2] + turns[-2:] if len(turns) > 2 else turns
     return [history[0]] + [m for turn in kept for m in turn]
 
@@ -106,12 +111,26 @@ def mutating(history):
         (lambda history: [history[0], history[-1]], "keep at least the last 2"),
         (lambda history: history[1:], "Start the payload with the system message"),
         (lambda history: list(history[:-1]) if len(history) > 2 else list(history), "newest user message"),
-        (lambda history: [history[0]] + [{**m, "content": m["content"].upper()} for m in history[1:-1]][-2:] + [history[-1]],
-         "unchanged"),
+        (
+            lambda history: (
+                [history[0]] + [{**m, "content": m["content"].upper()} for m in history[1:-1]][-2:] + [history[-1]]
+            ),
+            "unchanged",
+        ),
         (swaps_two_turns, "order"),
     ],
-    ids=["unbounded", "slower-growth", "orphaned-reply", "mutates-input", "returns-input", "forgets-everything",
-         "no-system", "drops-newest", "edits-messages", "reordered"],
+    ids=[
+        "unbounded",
+        "slower-growth",
+        "orphaned-reply",
+        "mutates-input",
+        "returns-input",
+        "forgets-everything",
+        "no-system",
+        "drops-newest",
+        "edits-messages",
+        "reordered",
+    ],
 )
 def test_bounded_payload_fails_wrong_answers_with_a_hint(payload, hint):
     with pytest.raises(ChallengeNotPassed, match=hint):
@@ -209,7 +228,7 @@ def forgets_the_previous_summary(memory, client):
     if len(messages) <= THRESHOLD or len(starts) <= KEEP:
         return memory
     call = summarize(messages[: starts[-KEEP]], client)
-    return {"summary": call.text, "messages": messages[starts[-KEEP]:]}
+    return {"summary": call.text, "messages": messages[starts[-KEEP] :]}
 
 
 def keeps_only_the_last_sentence(memory, client):
@@ -232,8 +251,8 @@ def keeps_messages_not_turns(memory, client):
     messages = memory["messages"]
     if len(messages) <= THRESHOLD:
         return memory
-    call = summarize(messages[:-2 * KEEP], client, previous_summary=memory["summary"])
-    return {"summary": call.text, "messages": messages[-2 * KEEP:]}  # starts with an assistant reply
+    call = summarize(messages[: -2 * KEEP], client, previous_summary=memory["summary"])
+    return {"summary": call.text, "messages": messages[-2 * KEEP :]}  # starts with an assistant reply
 
 
 def summarizes_every_turn(memory, client):
@@ -241,7 +260,7 @@ def summarizes_every_turn(memory, client):
         return memory
     starts = _starts(memory["messages"])
     call = summarize(memory["messages"][: starts[-1]], client, previous_summary=memory["summary"])
-    return {"summary": call.text, "messages": memory["messages"][starts[-1]:]}
+    return {"summary": call.text, "messages": memory["messages"][starts[-1] :]}
 
 
 def clears_the_summary_on_failure(memory, client):
@@ -275,8 +294,16 @@ def test_a_bug_in_the_fold_step_is_not_taken_for_a_failed_call():
         (fold_step, lambda system, memory: [system] + memory["messages"], "does not carry the summary"),
         (fold_step, lambda system, memory: build_payload(system, memory)[1:], "start with the system message"),
     ],
-    ids=["no-previous-summary", "loses-facts", "mutates-memory", "orphaned-reply", "folds-too-often",
-         "failure-changes-state", "payload-without-summary", "payload-without-system"],
+    ids=[
+        "no-previous-summary",
+        "loses-facts",
+        "mutates-memory",
+        "orphaned-reply",
+        "folds-too-often",
+        "failure-changes-state",
+        "payload-without-summary",
+        "payload-without-system",
+    ],
 )
 def test_summarize_and_continue_fails_wrong_answers_with_a_hint(fold, payload, hint):
     with pytest.raises(ChallengeNotPassed, match=hint):
@@ -286,7 +313,9 @@ def test_summarize_and_continue_fails_wrong_answers_with_a_hint(fold, payload, h
 def test_stub_summarizer_only_knows_what_it_was_sent():
     facts = load_long_conversation()["facts"]
     stub = StubSummarizer(facts)
-    reply = stub.chat.completions.create(model="m", messages=[{"role": "user", "content": "Maya has a 3,200 dollar budget"}])
+    reply = stub.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Maya has a 3,200 dollar budget"}]
+    )
     text = reply.choices[0].message.content
     assert "Maya" in text and "3,200" in text and "shellfish" not in text
     with pytest.raises(SummarizerDown):

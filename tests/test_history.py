@@ -5,26 +5,26 @@ import re
 from types import SimpleNamespace
 
 import openai
-from openai.types import CompletionUsage
 import pytest
+from openai.types import CompletionUsage
 
 from helpers import count_tokens
 from helpers.history import (
     BufferSettings,
-    JudgedNotes,
     FoldNotes,
     HistoryTooLongError,
+    JudgedNotes,
     RewriteSummary,
     SummaryBuffer,
     SummaryError,
+    UserStatements,
     count_turns,
+    is_statement,
+    sentences,
     sliding_window,
     split_turns,
     summarize,
     summary_message,
-    UserStatements,
-    is_statement,
-    sentences,
     summary_request,
     trim_to_budget,
 )
@@ -211,8 +211,9 @@ class FakeCompletions:
         text, finish = reply if isinstance(reply, tuple) else (reply, "stop")
         return SimpleNamespace(
             choices=[SimpleNamespace(finish_reason=finish, message=SimpleNamespace(content=text))],
-            usage=CompletionUsage(prompt_tokens=100, completion_tokens=20, total_tokens=120,
-                                  prompt_tokens_details={"cached_tokens": 7}),
+            usage=CompletionUsage(
+                prompt_tokens=100, completion_tokens=20, total_tokens=120, prompt_tokens_details={"cached_tokens": 7}
+            ),
         )
 
 
@@ -253,8 +254,9 @@ def test_summarize_needs_turns():
 def test_summary_message_placements():
     assert summary_message("Maya.")["role"] == "system"
     data = summary_message("Maya.", "user_data")
-    assert data["role"] == "user" and re.search(r"<conversation_summary-\d{12}>\nMaya.\n</conversation_summary-\d{12}>",
-                                                data["content"])
+    assert data["role"] == "user" and re.search(
+        r"<conversation_summary-\d{12}>\nMaya.\n</conversation_summary-\d{12}>", data["content"]
+    )
     with pytest.raises(ValueError):
         summary_message("x", "assistant")
 
@@ -343,7 +345,9 @@ def test_summary_buffer_validates_its_settings():
 
 
 def test_summary_buffer_user_data_placement():
-    buffer = SummaryBuffer(system=SYSTEM, placement="user_data", summarizer=RewriteSummary(), settings=BufferSettings(2, 1))
+    buffer = SummaryBuffer(
+        system=SYSTEM, placement="user_data", summarizer=RewriteSummary(), settings=BufferSettings(2, 1)
+    )
     drive(buffer, fake_client("Maya likes trains."), 2)
     payload = buffer.payload()
     assert [m["role"] for m in payload[:2]] == ["system", "user"]
@@ -369,8 +373,13 @@ def test_summary_buffer_on_the_embedded_model_stays_bounded(client, model_name):
 
     buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(max_tokens=60), settings=BufferSettings(4, 1))
     sizes = []
-    texts = ["I'm Maya.", "I'm allergic to shellfish.", "I land on 14 April.", "Budget 3,200 dollars.",
-             "Best base in Tokyo?"]
+    texts = [
+        "I'm Maya.",
+        "I'm allergic to shellfish.",
+        "I land on 14 April.",
+        "Budget 3,200 dollars.",
+        "Best base in Tokyo?",
+    ]
     for text in texts:
         buffer.append({"role": "user", "content": text})
         buffer.fold_if_needed(client)
@@ -387,7 +396,11 @@ def test_summary_buffer_on_the_embedded_model_stays_bounded(client, model_name):
 
 def test_sentences_split_at_ends_followed_by_a_capital_or_digit():
     assert sentences("Hi! My name is Maya. I land on 14 April. Is 3.5 days enough?") == [
-        "Hi!", "My name is Maya.", "I land on 14 April.", "Is 3.5 days enough?"]
+        "Hi!",
+        "My name is Maya.",
+        "I land on 14 April.",
+        "Is 3.5 days enough?",
+    ]
     assert sentences("  ") == []
 
 
@@ -433,14 +446,17 @@ class JudgeClient:
 
 
 def test_judged_notes_copy_the_sentences_the_model_accepts_word_for_word():
-    turns = [{"role": "user", "content": "Hi! My name is Maya. Which city first?"},
-             {"role": "assistant", "content": "Tokyo, Maya. It has 14 wards."},
-             {"role": "user", "content": "I land on 14 April."}]
+    turns = [
+        {"role": "user", "content": "Hi! My name is Maya. Which city first?"},
+        {"role": "assistant", "content": "Tokyo, Maya. It has 14 wards."},
+        {"role": "user", "content": "I land on 14 April."},
+    ]
     call = JudgedNotes().fold(turns, "", JudgeClient(), "m")
     assert call.text.splitlines() == ["- My name is Maya.", "- I land on 14 April."]
     assert call.calls == 4 and call.completion_tokens == 0, "one check per user sentence, none of the assistant's"
-    again = JudgedNotes().fold([{"role": "user", "content": "I land on 14 April. Thanks!"}], call.text, JudgeClient(),
-                               "m")
+    again = JudgedNotes().fold(
+        [{"role": "user", "content": "I land on 14 April. Thanks!"}], call.text, JudgeClient(), "m"
+    )
     assert again.text == call.text, "a note already kept is not added twice"
 
 
@@ -450,9 +466,11 @@ def test_statements_are_sentences_that_tell_not_ask():
 
 
 def test_user_statements_copy_the_users_statements_and_call_no_model():
-    turns = [{"role": "user", "content": "Hi! My name is Maya. Which city first?"},
-             {"role": "assistant", "content": "Tokyo, Maya. It has 14 wards and I am sure you will love it."},
-             {"role": "user", "content": "I land on 14 April. Thanks a lot!"}]
+    turns = [
+        {"role": "user", "content": "Hi! My name is Maya. Which city first?"},
+        {"role": "assistant", "content": "Tokyo, Maya. It has 14 wards and I am sure you will love it."},
+        {"role": "user", "content": "I land on 14 April. Thanks a lot!"},
+    ]
     client = fake_client()  # no reply queued: any model call would fail
     call = UserStatements().fold(turns, "", client, "m")
     assert call.text.splitlines() == ["- My name is Maya.", "- I land on 14 April.", "- Thanks a lot!"]
@@ -493,8 +511,11 @@ def test_judged_notes_on_the_embedded_model_run_and_count_their_checks(client):
 
 TOOL_TURN = [
     {"role": "user", "content": "Weather in Kyoto?"},
-    {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
-                                                          "function": {"name": "weather", "arguments": "{}"}}]},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}],
+    },
     {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
     {"role": "assistant", "content": "Sunny."},
 ]

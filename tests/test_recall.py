@@ -9,8 +9,11 @@ from openai.types import CompletionUsage
 from helpers.recall import AnswerShares, RecallUnavailableError, answer_shares, is_embedded_client, softmax
 
 SYSTEM = {"role": "system", "content": "You are a concise travel assistant."}
-TOLD = [SYSTEM, {"role": "user", "content": "My name is Maya and I'm allergic to shellfish."},
-        {"role": "assistant", "content": "Noted."}]
+TOLD = [
+    SYSTEM,
+    {"role": "user", "content": "My name is Maya and I'm allergic to shellfish."},
+    {"role": "assistant", "content": "Noted."},
+]
 NAMES = ["Maya", "Sofia", "Emma", "Lena", "Hana"]
 
 
@@ -67,17 +70,20 @@ class ProviderClient:
         logprobs = None
         if self.top is not None:
             items = [SimpleNamespace(token=token, logprob=math.log(p)) for token, p in self.top.items()]
-            logprobs = SimpleNamespace(content=[SimpleNamespace(token=items[0].token, logprob=items[0].logprob,
-                                                                top_logprobs=items)])
+            logprobs = SimpleNamespace(
+                content=[SimpleNamespace(token=items[0].token, logprob=items[0].logprob, top_logprobs=items)]
+            )
         choice = SimpleNamespace(logprobs=logprobs, message=SimpleNamespace(content="Maya"), finish_reason="length")
-        return SimpleNamespace(choices=[choice], usage=CompletionUsage(prompt_tokens=9, completion_tokens=1,
-                                                                        total_tokens=10))
+        return SimpleNamespace(
+            choices=[choice], usage=CompletionUsage(prompt_tokens=9, completion_tokens=1, total_tokens=10)
+        )
 
 
 def test_a_provider_is_scored_from_the_first_tokens_top_logprobs():
     client = ProviderClient({"Maya": 0.7, "Em": 0.2, " Sofia": 0.05})
-    shares = answer_shares(client, TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES,
-                           model="m", calibrate=False)
+    shares = answer_shares(
+        client, TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m", calibrate=False
+    )
     assert not shares.exact and shares.best == "Maya"
     assert shares["Maya"] > shares["Emma"] > shares["Sofia"] > shares["Lena"]
     request = client.sent[0]
@@ -86,5 +92,6 @@ def test_a_provider_is_scored_from_the_first_tokens_top_logprobs():
 
 def test_a_provider_without_logprobs_is_a_named_error():
     with pytest.raises(RecallUnavailableError, match="no top_logprobs"):
-        answer_shares(ProviderClient(None), TOLD, "What is my name?", answer_prefix="Your name is",
-                      candidates=NAMES, model="m")
+        answer_shares(
+            ProviderClient(None), TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m"
+        )

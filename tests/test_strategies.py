@@ -60,12 +60,18 @@ class ScriptedClient:
             for fact in FACTS.values():
                 if messages[-1]["content"] == RECALL_PROBE.format(question=fact.question):
                     text = f"It is {fact.value}." if mentions(sent, fact) else "I do not know."
-        usage = CompletionUsage(prompt_tokens=int(count_tokens(messages)), completion_tokens=7, total_tokens=0,
-                                prompt_tokens_details={"cached_tokens": 3})
-        message = SimpleNamespace(role="assistant", content=text,
-                                  model_dump=lambda **_: {"role": "assistant", "content": text})
-        return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop", logprobs=None)],
-                               usage=usage)
+        usage = CompletionUsage(
+            prompt_tokens=int(count_tokens(messages)),
+            completion_tokens=7,
+            total_tokens=0,
+            prompt_tokens_details={"cached_tokens": 3},
+        )
+        message = SimpleNamespace(
+            role="assistant", content=text, model_dump=lambda **_: {"role": "assistant", "content": text}
+        )
+        return SimpleNamespace(
+            choices=[SimpleNamespace(message=message, finish_reason="stop", logprobs=None)], usage=usage
+        )
 
     def conversation_calls(self):
         return [r for r in self.requests if "running summary" not in r["messages"][0]["content"]]
@@ -85,8 +91,11 @@ def test_the_data_conversations_load_with_scorable_facts():
         ("[]", "top level"),
         ('{"system": "s", "turns": []}', "'turns'"),
         ('{"system": "s", "turns": ["hi"], "facts": {"x": {"value": "v", "question": "q", "turn": 3}}}', "turn"),
-        ('{"system": "s", "turns": ["v"], "facts": {"x": {"value": "v", "question": "q", "turn": 1, '
-         '"candidates": ["a", "b"], "answer_prefix": "It is"}}}', "include the value"),
+        (
+            '{"system": "s", "turns": ["v"], "facts": {"x": {"value": "v", "question": "q", "turn": 1, '
+            '"candidates": ["a", "b"], "answer_prefix": "It is"}}}',
+            "include the value",
+        ),
         ("{not json", "not valid UTF-8 JSON"),
     ],
 )
@@ -134,8 +143,9 @@ SMALL = StrategySettings(max_tokens=16, window_turns=2, budget=150, buffer=Buffe
 def test_run_strategy_runs_the_loop_and_records_usage(strategy):
     client = ScriptedClient()
     seen = []
-    run = run_strategy(client, strategy, CONVERSATION, SMALL, seen.append, turns=7, model="m",
-                       summarizer=RewriteSummary())
+    run = run_strategy(
+        client, strategy, CONVERSATION, SMALL, seen.append, turns=7, model="m", summarizer=RewriteSummary()
+    )
     calls = client.conversation_calls()
     assert len(run.rows) == len(calls) == 7 and seen == run.rows
     for row, call in zip(run.rows, calls):

@@ -82,16 +82,45 @@ MAX_STOP_SEQUENCES = 4
 # Request fields the embedded model accepts and ignores: they change nothing for a local model
 # (storage, routing, billing) or only matter with tools, which it refuses anyway.
 _IGNORED = frozenset(
-    {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key",
-     "safety_identifier", "verbosity", "reasoning_effort", "stream_options", "stream"}
+    {
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "parallel_tool_calls",
+        "prompt_cache_key",
+        "safety_identifier",
+        "verbosity",
+        "reasoning_effort",
+        "stream_options",
+        "stream",
+    }
 )
 _UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction", "web_search_options")
 # llama.cpp's own samplers, as OpenAI-compatible local servers (vLLM, llama.cpp) accept them in `extra_body`.
 _EXTENSIONS = ("top_k", "min_p", "repeat_penalty", "dry_multiplier")
 _KNOWN = frozenset(
-    {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "seed", "stop",
-     "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "response_format", "modalities",
-     "logit_bias", *_IGNORED, *_UNSUPPORTED, *_EXTENSIONS}
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "modalities",
+        "logit_bias",
+        *_IGNORED,
+        *_UNSUPPORTED,
+        *_EXTENSIONS,
+    }
 )
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -126,8 +155,15 @@ def _bad(message: str, param: str | None = None, code: str | None = None) -> Api
 
 
 def _type_name(value: Any) -> str:
-    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
-            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _check_text(text: str, param: str) -> str:
@@ -154,17 +190,26 @@ def _text_of(content: Any, param: str) -> str:
         for index, part in enumerate(content):
             where = f"{param}[{index}]"
             if not isinstance(part, dict):
-                raise _bad(f"Invalid type for '{where}': expected an object, but got {_type_name(part)} instead.", where)
+                raise _bad(
+                    f"Invalid type for '{where}': expected an object, but got {_type_name(part)} instead.", where
+                )
             if part.get("type") != "text":
-                raise _bad(f"Invalid '{where}.type': the embedded model reads text parts only, not "
-                           f"{part.get('type')!r}.", f"{where}.type")
+                raise _bad(
+                    f"Invalid '{where}.type': the embedded model reads text parts only, not {part.get('type')!r}.",
+                    f"{where}.type",
+                )
             if not isinstance(part.get("text"), str):
-                raise _bad(f"Invalid type for '{where}.text': expected a string, but got "
-                           f"{_type_name(part.get('text'))} instead.", f"{where}.text")
+                raise _bad(
+                    f"Invalid type for '{where}.text': expected a string, but got "
+                    f"{_type_name(part.get('text'))} instead.",
+                    f"{where}.text",
+                )
             pieces.append(_check_text(part["text"], f"{where}.text"))
         return "".join(pieces)
-    raise _bad(f"Invalid type for '{param}': expected a string or a list of parts, but got {_type_name(content)} "
-               "instead.", param)
+    raise _bad(
+        f"Invalid type for '{param}': expected a string or a list of parts, but got {_type_name(content)} instead.",
+        param,
+    )
 
 
 def normalize_messages(messages: Sequence[Any]) -> list[dict[str, str]]:
@@ -182,8 +227,9 @@ def normalize_messages(messages: Sequence[Any]) -> list[dict[str, str]]:
             raise _bad(f"messages[{index}] must be an object with a 'role'.", f"messages[{index}]")
         role = message["role"]
         if role not in _ROLES:
-            raise _bad(f"messages[{index}].role {role!r} is not a chat role ({', '.join(_ROLES)}).",
-                       f"messages[{index}].role")
+            raise _bad(
+                f"messages[{index}].role {role!r} is not a chat role ({', '.join(_ROLES)}).", f"messages[{index}].role"
+            )
         text = _text_of(message.get("content"), f"messages[{index}].content")
         normalized.append({"role": "system" if role == "developer" else role, "content": text})
     return normalized
@@ -216,8 +262,11 @@ def _number(body: Mapping[str, Any], name: str, default: float, low: float, high
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _bad(f"Invalid type for '{name}': expected a number, but got {_type_name(value)} instead.", name)
     if not low <= value <= high:
-        raise _bad(f"Invalid '{name}': {value} is out of range. Expected a value between {low:g} and {high:g}.", name,
-                   code="invalid_value")
+        raise _bad(
+            f"Invalid '{name}': {value} is out of range. Expected a value between {low:g} and {high:g}.",
+            name,
+            code="invalid_value",
+        )
     return float(value)
 
 
@@ -229,8 +278,11 @@ def _integer(body: Mapping[str, Any], name: str, low: int, high: int | None = No
         raise _bad(f"Invalid type for '{name}': expected an integer, but got {_type_name(value)} instead.", name)
     if value < low or (high is not None and value > high):
         bound = f"a value >= {low}" if high is None else f"a value between {low} and {high}"
-        raise _bad(f"Invalid '{name}': integer out of range. Expected {bound}, but got {value} instead.", name,
-                   code="integer_below_min_value" if value < low else "integer_above_max_value")
+        raise _bad(
+            f"Invalid '{name}': integer out of range. Expected {bound}, but got {value} instead.",
+            name,
+            code="integer_below_min_value" if value < low else "integer_above_max_value",
+        )
     return value
 
 
@@ -249,11 +301,16 @@ def _grammar_source(response_format: Any) -> str | None:
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         if not isinstance(spec, Mapping) or not isinstance(spec.get("schema"), Mapping):
-            raise _bad("Missing required parameter: 'response_format.json_schema.schema' (an object).",
-                       "response_format.json_schema.schema")
+            raise _bad(
+                "Missing required parameter: 'response_format.json_schema.schema' (an object).",
+                "response_format.json_schema.schema",
+            )
         return json.dumps(spec["schema"])
-    raise _bad(f"Invalid value for 'response_format.type': {kind!r}. Supported values are: 'text', 'json_object' "
-               "and 'json_schema'.", "response_format.type")
+    raise _bad(
+        f"Invalid value for 'response_format.type': {kind!r}. Supported values are: 'text', 'json_object' "
+        "and 'json_schema'.",
+        "response_format.type",
+    )
 
 
 def parse_request(body: Any, model_name: str, default_max_tokens: int) -> tuple[list[dict[str, str]], Sampling]:
@@ -265,8 +322,12 @@ def parse_request(body: Any, model_name: str, default_max_tokens: int) -> tuple[
         raise _bad(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
     model = body.get("model")
     if model != model_name:
-        raise ApiError(404, f"The model {model!r} does not exist on the embedded backend; use helpers.MODEL "
-                       f"({model_name!r}).", code="model_not_found", param="model")
+        raise ApiError(
+            404,
+            f"The model {model!r} does not exist on the embedded backend; use helpers.MODEL ({model_name!r}).",
+            code="model_not_found",
+            param="model",
+        )
     for name in _UNSUPPORTED:
         if body.get(name):
             raise _bad(f"The embedded model does not support '{name}'.", name)
@@ -290,12 +351,15 @@ def parse_request(body: Any, model_name: str, default_max_tokens: int) -> tuple[
         raise _bad(f"Invalid 'stop': at most {MAX_STOP_SEQUENCES} sequences, got {len(stop)}.", "stop")
     logprobs = body.get("logprobs")
     if logprobs is not None and not isinstance(logprobs, bool):
-        raise _bad(f"Invalid type for 'logprobs': expected a boolean, but got {_type_name(logprobs)} instead.",
-                   "logprobs")
+        raise _bad(
+            f"Invalid type for 'logprobs': expected a boolean, but got {_type_name(logprobs)} instead.", "logprobs"
+        )
     top_logprobs = _integer(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
     if top_logprobs is not None and not logprobs:
-        raise _bad("Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
-                   "top_logprobs")
+        raise _bad(
+            "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
+            "top_logprobs",
+        )
     seed = _integer(body, "seed", -(2**63), 2**63 - 1)
     extensions = {name: body[name] for name in _EXTENSIONS if body.get(name) is not None}
     top_k = _integer(extensions, "top_k", 0)
@@ -379,8 +443,10 @@ class EmbeddedModel:
             position = match.end()
         segments.append((rendered[position:], True))
         if seen != list(range(len(normalized))):
-            raise EmbeddedModelError("The chat template rewrites message contents, so they cannot be kept apart from "
-                                     "its markup; this backend needs a template that inserts them unchanged.")
+            raise EmbeddedModelError(
+                "The chat template rewrites message contents, so they cannot be kept apart from "
+                "its markup; this backend needs a template that inserts them unchanged."
+            )
         return segments
 
     def prompt_text(self, messages: Sequence[Any]) -> str:
@@ -440,8 +506,11 @@ class EmbeddedModel:
             from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
             try:
-                grammar = (LlamaGrammar.from_string(JSON_GBNF, verbose=False) if source == "json"
-                           else LlamaGrammar.from_json_schema(source, verbose=False))
+                grammar = (
+                    LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+                    if source == "json"
+                    else LlamaGrammar.from_json_schema(source, verbose=False)
+                )
             except Exception as error:  # llama.cpp's schema converter raises plain exceptions
                 raise _bad(f"Invalid 'response_format' schema: {error}", "response_format") from None
             self._grammars[source] = grammar
@@ -458,12 +527,21 @@ class EmbeddedModel:
     def _logprob_entry(self, token: int, top: int) -> dict[str, Any]:
         logprobs = self._last_logprobs()
         piece = self.llm.detokenize([token], special=True)
-        entry: dict[str, Any] = {"token": piece.decode("utf-8", errors="replace"), "logprob": float(logprobs[token]),
-                                 "bytes": list(piece), "top_logprobs": []}
+        entry: dict[str, Any] = {
+            "token": piece.decode("utf-8", errors="replace"),
+            "logprob": float(logprobs[token]),
+            "bytes": list(piece),
+            "top_logprobs": [],
+        }
         for other in np.argsort(-logprobs)[:top] if top else ():
             other_piece = self.llm.detokenize([int(other)], special=True)
-            entry["top_logprobs"].append({"token": other_piece.decode("utf-8", errors="replace"),
-                                          "logprob": float(logprobs[other]), "bytes": list(other_piece)})
+            entry["top_logprobs"].append(
+                {
+                    "token": other_piece.decode("utf-8", errors="replace"),
+                    "logprob": float(logprobs[other]),
+                    "bytes": list(other_piece),
+                }
+            )
         return entry
 
     def _sampler(self, sampling: Sampling, own: Sequence[int]) -> Any:
@@ -471,14 +549,21 @@ class EmbeddedModel:
         from llama_cpp._internals import LlamaSampler
 
         sampler = LlamaSampler()
-        sampler.add_penalties(self.llm.n_vocab(), 64, sampling.repeat_penalty, sampling.frequency_penalty,
-                              sampling.presence_penalty)
+        sampler.add_penalties(
+            self.llm.n_vocab(), 64, sampling.repeat_penalty, sampling.frequency_penalty, sampling.presence_penalty
+        )
         grammar = self._grammar(sampling.grammar_source)
         if grammar is not None:
             sampler.add_grammar(self.llm._model, grammar)
         elif sampling.dry_multiplier > 0:
-            sampler.add_dry(self.llm._model, sampling.dry_multiplier, DRY_BASE, DRY_ALLOWED_LENGTH, self.n_ctx,
-                            list(DRY_SEQUENCE_BREAKERS))
+            sampler.add_dry(
+                self.llm._model,
+                sampling.dry_multiplier,
+                DRY_BASE,
+                DRY_ALLOWED_LENGTH,
+                self.n_ctx,
+                list(DRY_SEQUENCE_BREAKERS),
+            )
         if sampling.temperature == 0:
             sampler.add_greedy()
         else:
@@ -492,8 +577,9 @@ class EmbeddedModel:
                 sampler.accept(token)
         return sampler
 
-    def generate(self, tokens: list[int], sampling: Sampling, own: Sequence[int] = (),
-                 cancel: threading.Event | None = None) -> Iterator[str]:
+    def generate(
+        self, tokens: list[int], sampling: Sampling, own: Sequence[int] = (), cancel: threading.Event | None = None
+    ) -> Iterator[str]:
         """Decode a reply to `tokens`, yielding text pieces as they are complete; the caller holds the lock.
 
         `own` holds the assistant's earlier replies (DRY avoids repeating them). The generator's return
@@ -539,7 +625,9 @@ class EmbeddedModel:
         import llama_cpp
 
         # The end of the reply: end-of-generation, or any other control token (a new turn's marker).
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token) or llama_cpp.llama_vocab_is_control(self._vocab, token))
+        return bool(
+            llama_cpp.llama_vocab_is_eog(self._vocab, token) or llama_cpp.llama_vocab_is_control(self._vocab, token)
+        )
 
     def _check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
         if prompt_tokens + max_tokens > self.n_ctx:
@@ -547,7 +635,8 @@ class EmbeddedModel:
                 f"This model's maximum context length is {self.n_ctx} tokens. However, you requested "
                 f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the "
                 "completion). Please reduce the length of the messages or completion.",
-                "messages", code="context_length_exceeded",
+                "messages",
+                code="context_length_exceeded",
             )
 
     def prepare(self, body: Any) -> tuple[list[int], list[int], Sampling]:
@@ -569,11 +658,20 @@ class EmbeddedModel:
                 except StopIteration as done:
                     result: Generation = done.value
                     break
-        choice = {"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason":
-                  result.finish_reason, "logprobs": {"content": result.logprobs, "refusal": None}
-                  if sampling.logprobs else None}
-        return {"id": _completion_id(), "object": "chat.completion", "created": int(time.time()), "model": self.name,
-                "choices": [choice], "usage": _usage(len(tokens), len(result.tokens), cached)}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": result.text},
+            "finish_reason": result.finish_reason,
+            "logprobs": {"content": result.logprobs, "refusal": None} if sampling.logprobs else None,
+        }
+        return {
+            "id": _completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.name,
+            "choices": [choice],
+            "usage": _usage(len(tokens), len(result.tokens), cached),
+        }
 
     def chat_stream(self, body: Any) -> Iterator[bytes]:
         """Serve a streaming request as server-sent events, chunk by chunk as the model decodes.
@@ -588,8 +686,13 @@ class EmbeddedModel:
         cancel = threading.Event()
 
         def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
-            payload = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": self.name,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]}
+            payload = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
+            }
             return b"data: " + json.dumps(payload).encode("utf-8") + b"\n\n"
 
         def decode() -> None:
@@ -609,9 +712,14 @@ class EmbeddedModel:
                         events.put(chunk({}, None, {"content": result.logprobs, "refusal": None}))
                     events.put(chunk({}, result.finish_reason))
                     if include_usage:
-                        usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                                 "model": self.name, "choices": [], "usage": _usage(len(tokens), len(result.tokens),
-                                                                                     cached)}
+                        usage = {
+                            "id": completion_id,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": self.name,
+                            "choices": [],
+                            "usage": _usage(len(tokens), len(result.tokens), cached),
+                        }
                         events.put(b"data: " + json.dumps(usage).encode("utf-8") + b"\n\n")
             except Exception as error:  # surfaced to the reader, never lost in the thread
                 events.put(error)
@@ -644,8 +752,9 @@ class EmbeddedModel:
         llm.eval(tokens[shared:])
         return self._last_logprobs() if logprobs else None
 
-    def score_continuations(self, messages: Sequence[Any], answer_prefix: str,
-                            candidates: Sequence[str]) -> dict[str, float]:
+    def score_continuations(
+        self, messages: Sequence[Any], answer_prefix: str, candidates: Sequence[str]
+    ) -> dict[str, float]:
         """The log-probability of each candidate answer, as the reply's continuation after `answer_prefix`.
 
         The reply scored is ``answer_prefix + " " + candidate`` (no space when the prefix is empty or ends in
@@ -660,8 +769,12 @@ class EmbeddedModel:
         context = self.prompt_tokens(messages)  # ends with the assistant header: the reply starts here
         separator = "" if not answer_prefix or answer_prefix.endswith((" ", "\n")) else " "
         prefix = self.llm.tokenize(answer_prefix.encode("utf-8"), add_bos=False, special=False)
-        answers = {candidate: self.llm.tokenize(f"{answer_prefix}{separator}{candidate}".encode("utf-8"),
-                                                add_bos=False, special=False) for candidate in candidates}
+        answers = {
+            candidate: self.llm.tokenize(
+                f"{answer_prefix}{separator}{candidate}".encode("utf-8"), add_bos=False, special=False
+            )
+            for candidate in candidates
+        }
         # Where the candidates start: after the prefix's tokens (earlier if one merges with the prefix's end).
         start = min(len(os.path.commonprefix([prefix, answer])) for answer in answers.values())
         base = context + prefix[:start]
@@ -703,8 +816,9 @@ def env_int(name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a whole number; use a value between {low} and {high}, or "
-                                 "unset it.") from None
+        raise ConfigurationError(
+            f"{name}={raw!r} is not a whole number; use a value between {low} and {high}, or unset it."
+        ) from None
     if not low <= value <= high:
         raise ConfigurationError(f"{name}={value} is out of range: use a value between {low} and {high}, or unset it.")
     return value

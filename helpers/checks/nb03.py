@@ -32,7 +32,7 @@ from openai.types import CompletionUsage
 from ..backend.client import count_tokens
 from ..strategies import LONG_CONVERSATION, RECALL_PROBE, load_conversation
 from ..types import Message
-from . import ChallengeNotPassed
+from . import require as _require
 
 PayloadFunction = Callable[[list[Message]], list[Message]]
 FoldStep = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -48,18 +48,23 @@ CANNED_REPLIES = (
 )
 
 
-def _require(condition: bool, hint: str) -> None:
-    if not condition:
-        raise ChallengeNotPassed(hint)
-
-
 def load_long_conversation(path: Path = LONG_CONVERSATION) -> dict[str, Any]:
     """The scripted 28-turn conversation as plain data: system, turns and facts (`data/long_conversation.json`)."""
     conversation = load_conversation(path)
-    return {"system": conversation.system, "turns": list(conversation.turns),
-            "facts": {name: {"value": f.value, "match": list(f.match), "question": f.question,
-                             "answer_prefix": f.answer_prefix, "candidates": list(f.candidates)}
-                      for name, f in conversation.facts.items()}}
+    return {
+        "system": conversation.system,
+        "turns": list(conversation.turns),
+        "facts": {
+            name: {
+                "value": f.value,
+                "match": list(f.match),
+                "question": f.question,
+                "answer_prefix": f.answer_prefix,
+                "candidates": list(f.candidates),
+            }
+            for name, f in conversation.facts.items()
+        },
+    }
 
 
 def orphaned_replies(payload: Sequence[Message], history: Sequence[Message]) -> list[int]:
@@ -170,7 +175,8 @@ def check_bounded_payload(payload: PayloadFunction, *, turns: int = 40, min_kept
         orphans = orphaned_replies(sent, history)
         _require(
             not orphans,
-            f"Message {orphans[0] if orphans else ''} of the payload is an assistant reply sent without its question {case}. "
+            f"Message {orphans[0] if orphans else ''} of the payload is an assistant reply sent without its "
+            f"question {case}. "
             "Drop whole turns: a turn starts at a user message.",
         )
         kept_turns = sum(1 for message in sent if message.get("role") == "user")
@@ -188,14 +194,17 @@ def check_bounded_payload(payload: PayloadFunction, *, turns: int = 40, min_kept
     raw_size = int(count_tokens(_scripted_history(conversation["turns"], system, turns - 1)))
     _require(
         late_max <= early_max + slack,
-        f"The prompt kept growing: up to {early_max} tokens in turns 1-{half}, then {late_max} in turns {half + 1}-{turns} "
+        f"The prompt kept growing: up to {early_max} tokens in turns 1-{half}, then {late_max} in turns "
+        f"{half + 1}-{turns} "
         f"(more than one turn, {slack} tokens, above). "
         "Send the system message and only the last few turns (or trim to a token budget).",
     )
     print(
-        f"Passed: over {turns} turns the prompt stayed at or under {max(sizes)} tokens; turns {half + 1}-{turns} peaked "
+        f"Passed: over {turns} turns the prompt stayed at or under {max(sizes)} tokens; "
+        f"turns {half + 1}-{turns} peaked "
         f"at {late_max}, turns 1-{half} at {early_max} (allowed: one turn more, {slack}); last turn: {sizes[-1]}, "
-        f"where sending the whole history would be {raw_size}. No reply without its question; the history was never changed."
+        f"where sending the whole history would be {raw_size}. No reply without its question; "
+        "the history was never changed."
     )
     return sizes
 
@@ -233,11 +242,15 @@ class StubSummarizer:
         if self.fail:
             raise SummarizerDown("stub summarizer: the call failed (as a network error would)")
         text = " ".join(str(m.get("content") or "") for m in request.get("messages", [])).lower()
-        sentences = [self.fact_sentence(name) for name, fact in self.facts.items() if any(k in text for k in fact["match"])]
+        sentences = [
+            self.fact_sentence(name) for name, fact in self.facts.items() if any(k in text for k in fact["match"])
+        ]
         reply = " ".join(sentences + ["The user is planning a trip to Japan."])
         self.replies.append(reply)
         usage = CompletionUsage(prompt_tokens=100, completion_tokens=20, total_tokens=120)
-        choice = SimpleNamespace(finish_reason="stop", index=0, message=SimpleNamespace(role="assistant", content=reply))
+        choice = SimpleNamespace(
+            finish_reason="stop", index=0, message=SimpleNamespace(role="assistant", content=reply)
+        )
         return SimpleNamespace(choices=[choice], usage=usage)
 
 
@@ -247,7 +260,9 @@ def _user_turn_starts(messages: Sequence[Message]) -> list[int]:
 
 def _check_memory_shape(memory: Any, case: str) -> None:
     _require(
-        isinstance(memory, dict) and isinstance(memory.get("summary"), str) and isinstance(memory.get("messages"), list),
+        isinstance(memory, dict)
+        and isinstance(memory.get("summary"), str)
+        and isinstance(memory.get("messages"), list),
         f"fold_step must return a dict {{'summary': str, 'messages': list}} {case}; got {type(memory).__name__}.",
     )
 
@@ -286,10 +301,13 @@ def _drive(
         starts = _user_turn_starts(before["messages"])
         if len(before["messages"]) > threshold and len(starts) > keep_turns:
             first_kept = starts[-keep_turns]
-            _require(made <= 1, f"Past the threshold fold_step should make at most one model call; it made {made} {case}.")
+            _require(
+                made <= 1, f"Past the threshold fold_step should make at most one model call; it made {made} {case}."
+            )
             _require(
                 new_memory["messages"] == before["messages"][first_kept:],
-                f"After a fold, keep exactly the last {keep_turns} turns verbatim (from a user message to the end) {case}; "
+                f"After a fold, keep exactly the last {keep_turns} turns verbatim (from a user message to the "
+                f"end) {case}; "
                 f"kept {len(new_memory['messages'])} messages, expected {len(before['messages']) - first_kept}.",
             )
             if made:
@@ -302,19 +320,25 @@ def _drive(
             fold_turns.append(number)
             summaries_before_fold.append(before["summary"])
         else:
-            _require(made == 0, f"Under the threshold fold_step should not call the model; it made {made} call(s) {case}.")
+            _require(
+                made == 0, f"Under the threshold fold_step should not call the model; it made {made} call(s) {case}."
+            )
             _require(new_memory == before, f"Under the threshold, return the memory unchanged {case}.")
         memory = new_memory
         sent = build_payload(system, memory)
-        _require(isinstance(sent, list) and sent and sent[0] == system, f"build_payload must start with the system message {case}.")
         _require(
-            sent[-len(memory["messages"]):] == memory["messages"],
+            isinstance(sent, list) and sent and sent[0] == system,
+            f"build_payload must start with the system message {case}.",
+        )
+        _require(
+            sent[-len(memory["messages"]) :] == memory["messages"],
             f"build_payload must end with the verbatim messages, in order, newest user message last {case}.",
         )
         if memory["summary"]:
             _require(
                 any(memory["summary"] in str(m.get("content")) for m in sent[1 : len(sent) - len(memory["messages"])]),
-                f"The payload does not carry the summary {case}: put it in a message between the system message and the turns.",
+                f"The payload does not carry the summary {case}: put it in a message between the system message "
+                "and the turns.",
             )
         payloads.append(sent)
         reply = {"role": "assistant", "content": CANNED_REPLIES[number % len(CANNED_REPLIES)]}
@@ -355,11 +379,19 @@ def check_summarize_and_continue(
     facts = conversation["facts"]
     stub = StubSummarizer(facts)
     memory, payloads, fold_turns, summaries_before_fold = _drive(
-        fold_step, build_payload, stub, stub.replies, conversation,
-        threshold=threshold, keep_turns=keep_turns, turns=turns,
+        fold_step,
+        build_payload,
+        stub,
+        stub.replies,
+        conversation,
+        threshold=threshold,
+        keep_turns=keep_turns,
+        turns=turns,
     )
-    _require(len(fold_turns) >= 2,
-             f"Only {len(fold_turns)} fold(s) in {turns} turns: fold whenever the verbatim turns pass {threshold} messages.")
+    _require(
+        len(fold_turns) >= 2,
+        f"Only {len(fold_turns)} fold(s) in {turns} turns: fold whenever the verbatim turns pass {threshold} messages.",
+    )
     # Incremental: a later model call carries the previous summary, not the turns folded before.
     first_turn = conversation["turns"][0]
     for index in range(1, len(stub.requests)):
@@ -370,8 +402,10 @@ def check_summarize_and_continue(
             f"Model call {index + 1} did not include the previous summary: extend it with the new turns "
             "(e.g. summarize(old_turns, client, previous_summary=memory['summary'])).",
         )
-        _require(first_turn not in text,
-                 f"Model call {index + 1} re-sent turn 1, already folded: send only the turns being folded now.")
+        _require(
+            first_turn not in text,
+            f"Model call {index + 1} re-sent turn 1, already folded: send only the turns being folded now.",
+        )
     lost = [name for name, fact in facts.items() if not any(k in memory["summary"].lower() for k in fact["match"])]
     _require(
         not lost,
@@ -391,29 +425,50 @@ def check_summarize_and_continue(
         _require(result == snapshot, "When the model call fails, the memory must stay exactly as it was.")
     sizes = [int(count_tokens(p)) for p in payloads]
     print(
-        f"Passed: {len(fold_turns)} folds (at turns {', '.join(map(str, fold_turns))}); each kept the last {keep_turns} "
+        f"Passed: {len(fold_turns)} folds (at turns {', '.join(map(str, fold_turns))}); "
+        f"each kept the last {keep_turns} "
         f"turns verbatim and carried the summary on ({len(stub.requests)} model calls); after {turns} turns the "
         f"summary still holds all {len(facts)} planted facts (stub); prompt per turn {min(sizes)}-{max(sizes)} tokens; "
         "a failed call changed nothing."
     )
-    figures: dict[str, Any] = {"fold_turns": fold_turns, "prompt_tokens": sizes, "summary": memory["summary"],
-                               "model_calls": len(stub.requests)}
+    figures: dict[str, Any] = {
+        "fold_turns": fold_turns,
+        "prompt_tokens": sizes,
+        "summary": memory["summary"],
+        "model_calls": len(stub.requests),
+    }
     if client is not None:
-        figures.update(_recall_on_the_model(fold_step, build_payload, client, conversation, threshold, keep_turns,
-                                            turns))
+        figures.update(
+            _recall_on_the_model(fold_step, build_payload, client, conversation, threshold, keep_turns, turns)
+        )
     return figures
 
 
-def _recall_on_the_model(fold_step: FoldStep, build_payload: BuildPayload, client: Any, conversation: dict[str, Any],
-                         threshold: int, keep_turns: int, turns: int) -> dict[str, Any]:
+def _recall_on_the_model(
+    fold_step: FoldStep,
+    build_payload: BuildPayload,
+    client: Any,
+    conversation: dict[str, Any],
+    threshold: int,
+    keep_turns: int,
+    turns: int,
+) -> dict[str, Any]:
     """Run the fold step on the real model, then ask the name back through the summary and through a window."""
     from ..history import sliding_window
     from ..recall import answer_shares
 
     real_replies: list[str] = []
     real = _RecordingClient(client, real_replies)
-    real_memory, _, real_folds, _ = _drive(fold_step, build_payload, real, real_replies, conversation,
-                                           threshold=threshold, keep_turns=keep_turns, turns=turns)
+    real_memory, _, real_folds, _ = _drive(
+        fold_step,
+        build_payload,
+        real,
+        real_replies,
+        conversation,
+        threshold=threshold,
+        keep_turns=keep_turns,
+        turns=turns,
+    )
     facts = conversation["facts"]
     kept = [name for name, fact in facts.items() if any(k in real_memory["summary"].lower() for k in fact["match"])]
     name = facts["name"]
@@ -423,8 +478,9 @@ def _recall_on_the_model(fold_step: FoldStep, build_payload: BuildPayload, clien
     through_window = sliding_window([system, *real_memory["messages"]], keep_turns)
 
     def share(messages: list[Message]) -> float:
-        return answer_shares(client, messages, question, answer_prefix=name["answer_prefix"],
-                             candidates=name["candidates"])[name["value"]]
+        return answer_shares(
+            client, messages, question, answer_prefix=name["answer_prefix"], candidates=name["candidates"]
+        )[name["value"]]
 
     summary_share, window_share = share(through_summary), share(through_window)
     print(
@@ -439,10 +495,18 @@ def _recall_on_the_model(fold_step: FoldStep, build_payload: BuildPayload, clien
         "name still in it? A small model rewriting its own summary every fold drops facts: copy the user's own "
         "sentences into the summary instead of asking the model to rewrite them.",
     )
-    _require(window_share <= 0.3, f"A window of the last {keep_turns} turns should not know the name, yet the model "
-             f"gives it {window_share:.2f}: is turn 1 still among your verbatim messages?")
-    return {"real_summary": real_memory["summary"], "real_facts_kept": kept, "summary_share": summary_share,
-            "window_share": window_share, "real_model_calls": len(real_replies)}
+    _require(
+        window_share <= 0.3,
+        f"A window of the last {keep_turns} turns should not know the name, yet the model "
+        f"gives it {window_share:.2f}: is turn 1 still among your verbatim messages?",
+    )
+    return {
+        "real_summary": real_memory["summary"],
+        "real_facts_kept": kept,
+        "summary_share": summary_share,
+        "window_share": window_share,
+        "real_model_calls": len(real_replies),
+    }
 
 
 def _clean(text: str) -> str:

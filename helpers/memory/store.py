@@ -57,11 +57,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import HelpersError
 from ..sanitize import data_block, lone_surrogate, require_unicode, sanitize_for_storage, strip_invisible
+from ..types import Message
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
 
-Message = dict[str, Any]
 Redactor = Callable[[str], Any]  # returns the redacted text, or an object with a `.text` attribute
 
 SCHEMA_VERSION = 2
