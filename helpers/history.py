@@ -379,6 +379,23 @@ def is_statement(sentence: str, min_words: int = 3) -> bool:
     return not sentence.rstrip().endswith("?") and len(sentence.split()) >= min_words
 
 
+def statements(text: str) -> list[str]:
+    """The parts of `text` that tell rather than ask: its sentences that are not questions, and the
+    leading clauses of its questions ("I'm vegetarian" in "I'm vegetarian, so what can I order?").
+
+    >>> statements("Hi! I land on 2 June. As a vegetarian, what should I eat? Is Porto nice?")
+    ['I land on 2 June.', 'As a vegetarian']
+    """
+    kept = []
+    for sentence in sentences(text):
+        if is_statement(sentence):
+            kept.append(sentence)
+        elif sentence.rstrip().endswith("?"):
+            clauses = [clause.strip() for clause in re.split(r",\s+", sentence)]
+            kept += [clause for clause in clauses[:-1] if len(clause.split()) >= 2]
+    return kept
+
+
 def _notes(summary: str) -> list[str]:
     return [line[2:] for line in summary.splitlines() if line.startswith("- ")]
 
@@ -392,12 +409,13 @@ class UserStatements:
     """The default: the user's own statements, copied word for word by code; no model call per fold.
 
     Of the folded messages, only the user's are read (the facts a user gives live there), and
-    of those only statements (`is_statement`: questions and greetings are left out). Each is
-    appended verbatim to the earlier notes, so names and numbers are never paraphrased and no
-    note is ever rewritten. Past `cap_tokens`, the oldest notes are compacted: the model
-    rewrites them into one line (`summarize`), whose cost is counted in that fold and which
-    can lose facts, as every rewrite can. What it misses: a fact stated inside a question
-    ("As a vegetarian, what should I eat?").
+    of those only `statements`: sentences that tell rather than ask, and the leading clauses of
+    questions ("As a vegetarian, what should I eat?" keeps "As a vegetarian"); greetings and
+    plain questions are left out. Each is appended verbatim to the earlier notes, so names and
+    numbers are never paraphrased and no note is ever rewritten. Past `cap_tokens`, the oldest
+    notes are compacted: the model rewrites them into one line (`summarize`), whose cost is
+    counted in that fold and which can lose facts, as every rewrite can. What it misses: a fact
+    asked about without a leading clause ("Is shellfish safe for my allergy?").
     """
 
     cap_tokens: int = 200
@@ -409,9 +427,9 @@ class UserStatements:
         notes = [line for line in previous.splitlines() if line.strip()]
         for message in messages:
             if message.get("role") == "user":
-                for sentence in sentences(message.get("content") or ""):
-                    if is_statement(sentence) and f"- {sentence}" not in notes:
-                        notes.append(f"- {sentence}")
+                for statement in statements(message.get("content") or ""):
+                    if f"- {statement}" not in notes:
+                        notes.append(f"- {statement}")
         prompt_tokens = completion_tokens = cached = calls = 0
         dropped: tuple[str, ...] = ()
         if _lines_tokens(notes) > self.cap_tokens:  # compaction: the oldest half becomes one model-written line

@@ -20,6 +20,7 @@ from helpers.history import (
     UserStatements,
     count_turns,
     is_statement,
+    statements,
     sentences,
     sliding_window,
     split_turns,
@@ -463,6 +464,9 @@ def test_judged_notes_copy_the_sentences_the_model_accepts_word_for_word():
 def test_statements_are_sentences_that_tell_not_ask():
     assert is_statement("I'm allergic to shellfish, so keep that in mind.")
     assert not is_statement("Which neighbourhood is best?") and not is_statement("Hi there!")
+    assert statements("I'm vegetarian, so which dishes can I order? We have 1,800 euros, hotel included.") == [
+        "I'm vegetarian", "We have 1,800 euros, hotel included."]
+    assert statements("Thanks! Is Porto worth it? Hi, can you help?") == []
 
 
 def test_user_statements_copy_the_users_statements_and_call_no_model():
