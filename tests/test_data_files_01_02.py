@@ -9,6 +9,7 @@ from openai.types.chat import ChatCompletion
 
 from helpers import count_tokens
 from helpers.backend.config import provider_presets
+from helpers.strategies import load_conversation, mentions
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -116,3 +117,15 @@ def test_deepseek_example_parses_and_its_usage_matches_the_tokenizer(embedded_mo
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     assert raw["usage"]["prompt_cache_hit_tokens"] + raw["usage"]["prompt_cache_miss_tokens"] == usage.prompt_tokens
     assert reasoning > 3 * answer  # the point of the example: the reasoning dwarfs the answer
+
+
+def test_the_trip_destination_is_a_scorable_fact_said_once_by_the_user():
+    trip = load_conversation(DATA / "trip_conversation.json")
+    destination = trip.facts["destination"]
+    assert destination.scorable and destination.value == "Japan" and destination.turn == 1
+    assert destination.value in destination.candidates and len(set(destination.candidates)) >= 4
+    assert destination.question == trip.turns[-1]  # turn 12 asks for it back, in the script's own words
+    assert [mentions(text, destination) for text in trip.turns] == [True] + [False] * (len(trip.turns) - 1)
+    assert not mentions("Try the Japanese food.", destination)  # whole words only
+    # the facts the assistant states are found at run time (notebook 02), so they stay descriptions
+    assert {"assistant_season", "assistant_cities", "assistant_dishes"} <= set(trip.notes)
