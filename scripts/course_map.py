@@ -25,8 +25,8 @@ Routes:
 - class (45 min): every notebook with a core section: its introduction, setup, core sections and key
   points; a notebook without one adds only its one-line sentence.
 - workshop (120 min): the class, the challenges of the class's notebooks, then deep dives in course
-  order, each taken only if it still fits (with its notebook's introduction, setup and key points the
-  first time a notebook is opened).
+  order while they fit: section by section in a notebook with core sections (stopping at the first that
+  does not fit), and whole (introduction, setup, every section, key points) in a notebook without.
 - full: every part of every notebook and every challenge.
 
 A numbered heading without a marker is reported and treated as a deep dive, so it never inflates the
@@ -85,8 +85,9 @@ class Part:
     challenges: int = 0
 
     @property
-    def label(self) -> str:
-        return self.title if self.kind in (INTRO, ONE_LINE) else f"{self.title} ({self.kind})"
+    def name(self) -> str:
+        """The title without its marker."""
+        return re.sub(r"\s+·\s+(core|deep dive)$", "", self.title)
 
 
 @dataclass
@@ -118,6 +119,8 @@ def section_kind(title: str) -> tuple[str, str | None]:
             return SETUP, None
         return DEEP_DIVE, title
     lowered = title.lower()
+    if lowered.startswith("setup"):
+        return SETUP, None
     if lowered.startswith("challenge"):
         return CHALLENGES, None
     if lowered.startswith("key points"):
@@ -278,12 +281,16 @@ def routes(
     for notebook in course:
         if notebook.has_core:
             workshop[notebook.name] += [p for p in notebook.parts if p.kind == CHALLENGES]
-    for notebook in course:
-        for part in (p for p in notebook.parts if p.kind == DEEP_DIVE):
-            trial = {name: list(parts) for name, parts in workshop.items()}
-            taught = trial.get(notebook.name, [])
-            opened = any(p.kind == INTRO for p in taught)
-            trial[notebook.name] = taught + ([] if opened else _frame(notebook)) + [part]
+    for notebook in course:  # deep dives in course order, while they fit
+        deep_dives = [p for p in notebook.parts if p.kind == DEEP_DIVE]
+        if notebook.has_core:  # section by section; the rest of the notebook waits for the full course
+            for part in deep_dives:
+                trial = {**workshop, notebook.name: workshop[notebook.name] + [part]}
+                if total(plan(trial)) > BUDGETS["workshop"]:
+                    break
+                workshop = trial
+        elif deep_dives:  # a notebook that is all depth is opened whole, or not at all
+            trial = {**workshop, notebook.name: workshop.get(notebook.name, []) + _frame(notebook) + deep_dives}
             if total(plan(trial)) <= BUDGETS["workshop"]:
                 workshop = trial
     full = {notebook.name: list(notebook.parts) for notebook in course}
@@ -307,7 +314,7 @@ def report(course: list[Notebook], plans: dict[str, list[Stop]], *, markdown: bo
         if markdown:
             lines += ["", "| notebook | sections | reading | run | challenge work |", "|---|---|---|---|---|"]
         for stop in stops:
-            taught = [p.title for p in stop.parts if p.kind in (CORE, DEEP_DIVE, CHALLENGES, ONE_LINE)]
+            taught = [p.name for p in stop.parts if p.kind in (CORE, DEEP_DIVE, CHALLENGES, ONE_LINE)]
             run = "-" if stop.run_seconds is None else f"{stop.run_seconds:.0f} s"
             work = f"{stop.work_minutes:.0f} min" if stop.work_minutes else "-"
             if markdown:

@@ -68,7 +68,7 @@ def toy_course(tmp_path: Path) -> Path:
         tmp_path / "01_second.ipynb",
         [
             ("markdown", f"# 01 · Second\n\n**In one line.** {ten_words()}\n\n**Goal.** {ten_words(2)}"),
-            ("markdown", "## 1. Setup"),
+            ("markdown", "## Setup"),  # unnumbered, as a setup heading may be
             ("code", "import sys"),
             ("markdown", f"## 2. Database · deep dive\n\n{ten_words(30)}"),
             ("code", "db = 1"),
@@ -93,7 +93,7 @@ def test_toy_course_parts_markers_and_unmarked_headings(toy_course):
     assert first.unmarked == ["5. Unmarked section"] and first.has_core and first.one_line is None
     assert [p.code_cells for p in first.parts] == [[], [0], [1], [2], [3], [4], [5], []]
     assert first.parts[3].markdown_words == 400 and first.parts[6].challenges == 2
-    assert not second.has_core and second.unmarked == []
+    assert not second.has_core and second.unmarked == [] and second.parts[1].kind == "setup"
     assert second.one_line.markdown_words == 13  # "In one line" + ten words
 
 
@@ -138,7 +138,11 @@ def test_workshop_takes_deep_dives_only_while_they_fit(toy_course):
     course = course_map.read_course(toy_course)
     slow = course_map.routes(course, None, wpm=4, challenge_minutes=10)  # 400 words of "Costs" = 100 min
     titles = {part.title for stop in slow["workshop"] for part in stop.parts}
-    assert "3. Costs · deep dive" not in titles and "5. Unmarked section" in titles
+    assert "3. Costs · deep dive" not in titles and "5. Unmarked section" not in titles  # none after one too long
+    assert "2. Database · deep dive" not in titles  # the second notebook is opened whole or not at all
+    fast = course_map.routes(course, None, wpm=400, challenge_minutes=10)
+    taught = {part.title for stop in fast["workshop"] for part in stop.parts}
+    assert {"3. Costs · deep dive", "5. Unmarked section", "2. Database · deep dive", "Key points"} <= taught
     assert sum(stop.minutes for stop in slow["workshop"]) <= 120
 
 
