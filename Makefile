@@ -14,13 +14,15 @@ VENV := .venv
 PY ?= $(VENV)/bin/python
 KERNEL := conversation-memory
 
-.PHONY: setup lab serve-lab test test-fast test-server bench clean-outputs help
+.PHONY: setup lab serve-lab test test-fast test-server bench clean-outputs help course-map lint-workflows
 
 help:
 	@echo "make lab    - open JupyterLab on notebooks/ (sets everything up the first time)"
 	@echo "make test   - run the whole test suite offline: unit tests + every notebook under nbval"
 	@echo "make bench  - print the benchmark figures quoted in the README"
 	@echo "make test-server - every notebook against llama-cpp-python's own HTTP server (a second backend)"
+	@echo "make course-map - run the notebooks, then print the teaching routes with measured times (docs/teaching.md)"
+	@echo "make lint-workflows - check .github/workflows with actionlint (make test does it too)"
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -72,3 +74,15 @@ test-server: setup
 bench: setup
 	LLM_PROVIDER=embedded $(PY) -m helpers.bench
 	LLM_PROVIDER=embedded $(PY) benchmarks/strategies.py
+
+# The three teaching routes (45-minute class, 2-hour workshop, full course) with this machine's run times:
+# every lesson notebook under nbval, each cell's time kept in a JUnit report, then scripts/course_map.py.
+course-map: setup
+	@mkdir -p artifacts
+	LLM_PROVIDER=embedded $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		-p no:cacheprovider -q --junitxml=artifacts/notebook-durations.xml notebooks/[0-9][0-9]_*.ipynb
+	$(PY) scripts/course_map.py --durations artifacts/notebook-durations.xml
+
+# The workflow a teacher's fork runs on push, checked offline (tests/test_workflows.py runs the same in make test).
+lint-workflows: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_workflows.py
