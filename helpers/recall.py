@@ -32,6 +32,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import openai
+
 from .backend.client import EMBEDDED_BASE_URL, current_settings
 from .errors import HelpersError
 from .types import Message
@@ -193,9 +195,17 @@ def _provider_scores(
         f"Answer: {answer_prefix} ..."
     )
     asked = sent[:-1] + [{"role": "user", "content": f"{sent[-1]['content']}\n\n{instruction}"}]
-    response = client.chat.completions.create(
-        model=model, messages=asked, max_tokens=1, temperature=0, logprobs=True, top_logprobs=TOP_LOGPROBS
-    )
+    try:
+        response = client.chat.completions.create(
+            model=model, messages=asked, max_tokens=1, temperature=0, logprobs=True, top_logprobs=TOP_LOGPROBS
+        )
+    except openai.APIStatusError as error:  # e.g. llama.cpp server without logits_all: 500 "logprobs not supported"
+        if "logprob" not in str(error).lower():
+            raise
+        raise RecallUnavailableError(
+            f"{model} at {client.base_url} refused log-probabilities ({error.status_code}: {error.message}), so "
+            "answer probabilities can't be measured here: compare the replies' words instead."
+        ) from error
     logprobs = getattr(response.choices[0], "logprobs", None)
     content = getattr(logprobs, "content", None) if logprobs else None
     if not content or not getattr(content[0], "top_logprobs", None):

@@ -95,3 +95,18 @@ def test_a_provider_without_logprobs_is_a_named_error():
         answer_shares(
             ProviderClient(None), TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m"
         )
+
+
+def test_a_server_that_refuses_logprobs_is_the_same_named_error():
+    import openai
+
+    from helpers.backend._http import httpx
+
+    class Refusing(ProviderClient):
+        def create(self, **request):
+            request = httpx.Request("POST", "http://server.test/v1/chat/completions")
+            raise openai.InternalServerError("logprobs is not supported for models created with logits_all=False",
+                                             response=httpx.Response(500, request=request), body=None)
+
+    with pytest.raises(RecallUnavailableError, match="refused log-probabilities"):
+        answer_shares(Refusing(), TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m")
