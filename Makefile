@@ -59,8 +59,12 @@ serve-lab:
 	$(PY) -m jupyter lab notebooks/ $(LAB_FLAGS) $(ARGS)
 
 # LLM_PROVIDER=embedded: the suite always checks the offline default, whatever .env says.
+# ruff first (seconds); then pytest on every core (-n auto), each notebook on one worker (--dist loadscope:
+# its cells share a kernel), the 15 slowest items listed at the end.
 test: setup
-	LLM_PROVIDER=embedded $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(PY) -m ruff check .
+	LLM_PROVIDER=embedded $(PY) -m pytest -n auto --dist loadscope --durations=15 \
+		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 test-fast: setup
 	LLM_PROVIDER=embedded $(PY) -m pytest tests

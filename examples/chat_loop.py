@@ -14,7 +14,6 @@ The backend is the embedded model unless `.env` or LLM_PROVIDER selects a provid
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from itertools import islice
 from pathlib import Path
@@ -22,15 +21,16 @@ from typing import Iterator
 
 from helpers import MODEL, describe_backend, get_client
 from helpers.payload import assistant_message
+from helpers.strategies import ConversationFileError, load_conversation
 
 DEFAULT_CONVERSATION = Path(__file__).resolve().parent.parent / "data" / "trip_conversation.json"
 
 
 def scripted_turns(path: Path, limit: int | None) -> tuple[str, list[str]]:
-    """The system message and the user turns of a scripted conversation file."""
-    conversation = json.loads(path.read_text(encoding="utf-8"))
-    turns = [turn["user"] for turn in conversation["turns"]]
-    return conversation["system"], turns[:limit] if limit is not None else turns
+    """The system message and the user turns of a scripted conversation file (`ConversationFileError` if malformed)."""
+    conversation = load_conversation(path)
+    turns = list(conversation.turns)
+    return conversation.system, turns[:limit] if limit is not None else turns
 
 
 def typed_turns() -> Iterator[str]:
@@ -48,15 +48,22 @@ def typed_turns() -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--turns", type=int, default=None, metavar="N", help="stop after N turns (default: all scripted turns)")
-    parser.add_argument("--interactive", action="store_true", help="type the user turns instead (input(); empty line ends)")
+    parser.add_argument(
+        "--turns", type=int, default=None, metavar="N", help="stop after N turns (default: all scripted turns)"
+    )
+    parser.add_argument(
+        "--interactive", action="store_true", help="type the user turns instead (input(); empty line ends)"
+    )
     parser.add_argument("--max-tokens", type=int, default=80, help="reply length cap per turn (default 80)")
     parser.add_argument("--conversation", type=Path, default=DEFAULT_CONVERSATION, help="scripted conversation JSON")
     args = parser.parse_args(argv)
     if args.turns is not None and args.turns < 1:
         parser.error("--turns must be at least 1")
 
-    system, scripted = scripted_turns(args.conversation, args.turns)
+    try:
+        system, scripted = scripted_turns(args.conversation, args.turns)
+    except ConversationFileError as error:
+        parser.error(str(error))
     client = get_client()
     print(describe_backend())
 
@@ -65,12 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     user_turns = islice(typed_turns(), args.turns) if args.interactive else scripted
     for turn, user_text in enumerate(user_turns, start=1):
         history.append({"role": "user", "content": user_text})  # 1. append the user turn
-        response = client.chat.completions.create(model=MODEL, messages=history, max_tokens=args.max_tokens)  # 2. send it all
+        response = client.chat.completions.create(
+            model=MODEL, messages=history, max_tokens=args.max_tokens
+        )  # 2. send it all
         history.append(assistant_message(response))  # 3. append the reply: role and content only
         usage = response.usage
         total_prompt += usage.prompt_tokens
-        print(f"\n--- turn {turn}: prompt_tokens={usage.prompt_tokens} completion_tokens={usage.completion_tokens} "
-              f"(messages sent: {len(history) - 1})")
+        print(
+            f"\n--- turn {turn}: prompt_tokens={usage.prompt_tokens} completion_tokens={usage.completion_tokens} "
+            f"(messages sent: {len(history) - 1})"
+        )
         if not args.interactive:
             print(f"user: {user_text}")
         print(f"assistant: {history[-1]['content']}")

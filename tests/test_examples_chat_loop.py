@@ -17,7 +17,13 @@ TURN_LINE = re.compile(r"--- turn (\d+): prompt_tokens=(\d+) completion_tokens=(
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "LLM_PROVIDER": "embedded"}
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], input=stdin, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT
+        [sys.executable, str(SCRIPT), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
     )
 
 

@@ -20,10 +20,10 @@ from helpers.history import (
     UserStatements,
     count_turns,
     is_statement,
-    statements,
     sentences,
     sliding_window,
     split_turns,
+    statements,
     summarize,
     summary_message,
     summary_request,
@@ -465,7 +465,9 @@ def test_statements_are_sentences_that_tell_not_ask():
     assert is_statement("I'm allergic to shellfish, so keep that in mind.")
     assert not is_statement("Which neighbourhood is best?") and not is_statement("Hi there!")
     assert statements("I'm vegetarian, so which dishes can I order? We have 1,800 euros, hotel included.") == [
-        "I'm vegetarian", "We have 1,800 euros, hotel included."]
+        "I'm vegetarian",
+        "We have 1,800 euros, hotel included.",
+    ]
     assert statements("Thanks! Is Porto worth it? Hi, can you help?") == []
 
 
