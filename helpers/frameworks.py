@@ -4,6 +4,8 @@
   API key, a sync and an async HTTP client), with every request body recorded. The OpenAI Agents
   SDK takes `openai.AsyncOpenAI(base_url=..., api_key=..., http_client=conn.http_async_client)`;
   LangChain's `ChatOpenAI` takes `http_client` and `http_async_client` directly.
+- `reply_cap(max_tokens)`: the keyword arguments that cap a LangChain `ChatOpenAI` reply on the
+  configured server (langchain-openai renames `max_tokens`, which many servers then ignore).
 - `items_to_messages(items)`: the Agents SDK's session items as plain chat messages (role, text).
 - `RequestLog`, `openai_state_client()`, `anthropic_capture_client()` and `send_or_capture()`:
   the request bodies of provider-side state (Responses `store` / `previous_response_id`, the
@@ -18,6 +20,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import openai
 
@@ -87,6 +90,31 @@ def recording_connection(settings: Settings | None = None, *, check_connection: 
         http_async_client=httpx.AsyncClient(timeout=60.0, event_hooks=recorded.async_event_hooks()),
         recorded=recorded,
     )
+
+
+# --- A reply cap every server honours ---------------------------------------------------------------
+
+OPENAI_API_HOST = "api.openai.com"
+
+
+def reply_cap(max_tokens: int, settings: Settings | None = None) -> dict[str, Any]:
+    """Keyword arguments that cap a LangChain `ChatOpenAI` reply at `max_tokens` on the configured server.
+
+    Pass them to the constructor (``ChatOpenAI(..., **reply_cap(40))``) or to ``.bind(**reply_cap(64))``.
+    langchain-openai always sends its `max_tokens` as ``max_completion_tokens``, OpenAI's current name,
+    which OpenAI's reasoning models require and which OpenAI refuses beside ``max_tokens``. llama.cpp's
+    server (llama-cpp-python issue 1907), and other OpenAI-compatible servers, read only ``max_tokens``
+    and ignore the other: the reply then runs on until the context is full. So OpenAI's own API gets
+    ``max_tokens=`` (sent as ``max_completion_tokens``) and every other server, the embedded model
+    included, gets ``max_tokens`` in the request body (``extra_body``).
+    """
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a whole number of at least 1, not {max_tokens!r}")
+    settings = settings or current_settings()
+    host = urlsplit(settings.base_url or "").hostname or ""
+    if not settings.is_embedded and host == OPENAI_API_HOST:
+        return {"max_tokens": max_tokens}
+    return {"extra_body": {"max_tokens": max_tokens}}
 
 
 # --- The Agents SDK's session items as chat messages -----------------------------------------------
@@ -249,5 +277,6 @@ __all__ = [
     "items_to_messages",
     "openai_state_client",
     "recording_connection",
+    "reply_cap",
     "send_or_capture",
 ]

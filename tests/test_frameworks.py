@@ -16,6 +16,7 @@ from helpers.frameworks import (
     items_to_messages,
     openai_state_client,
     recording_connection,
+    reply_cap,
     send_or_capture,
 )
 
@@ -66,6 +67,51 @@ def test_langchain_chat_openai_runs_on_the_connection(model_name):
     assert again.usage_metadata["input_tokens"] == count_tokens([USER])
     assert wire.recorded.messages == [[SYSTEM, USER], [USER]]
     assert wire.recorded.requests[0]["max_completion_tokens"] == 6
+
+
+def test_reply_cap_sends_max_tokens_in_the_body_and_the_embedded_model_honours_it(model_name):
+    from langchain_openai import ChatOpenAI
+
+    wire = recording_connection()
+    llm = ChatOpenAI(model=model_name, base_url=wire.base_url, api_key=wire.api_key,
+                     http_client=wire.http_client, http_async_client=wire.http_async_client, **reply_cap(5))
+    reply = llm.invoke([("user", "Describe Japan in detail.")])
+    capped = llm.bind(**reply_cap(3)).invoke([("user", "Describe Japan in detail.")])
+    assert wire.recorded.requests[0]["max_tokens"] == 5 and "max_completion_tokens" not in wire.recorded.requests[0]
+    assert wire.recorded.requests[1]["max_tokens"] == 3 and "max_completion_tokens" not in wire.recorded.requests[1]
+    assert reply.usage_metadata["output_tokens"] <= 5 and capped.usage_metadata["output_tokens"] <= 3
+
+
+def _captured_body(settings, **cap):
+    from langchain_openai import ChatOpenAI
+
+    log = RequestLog()
+    llm = ChatOpenAI(model=settings.model, base_url=settings.base_url, api_key=settings.api_key or "none",
+                     http_client=httpx.Client(transport=log), max_retries=0, **cap)
+    with pytest.raises(openai.APIStatusError):  # answered "captured, not sent"
+        llm.invoke([("user", "hi")])
+    return log.requests[0].body
+
+
+def test_reply_cap_sends_the_one_name_each_server_reads():
+    openai_settings = resolve_settings(OPENAI)
+    server = resolve_settings({"LLM_PROVIDER": "custom", "OPENAI_BASE_URL": "http://127.0.0.1:8000/v1",
+                               "LLM_MODEL": "SmolLM2-135M-Instruct"})
+    # OpenAI refuses both names at once and its reasoning models need max_completion_tokens.
+    assert reply_cap(40, openai_settings) == {"max_tokens": 40}
+    body = _captured_body(openai_settings, **reply_cap(40, openai_settings))
+    assert body["max_completion_tokens"] == 40 and "max_tokens" not in body
+    # llama.cpp's server reads only max_tokens (langchain-openai would send max_completion_tokens).
+    body = _captured_body(server, **reply_cap(40, server))
+    assert body["max_tokens"] == 40 and "max_completion_tokens" not in body
+    moved = resolve_settings({**OPENAI, "OPENAI_BASE_URL": "http://127.0.0.1:8000/v1"})
+    assert reply_cap(40, moved) == {"extra_body": {"max_tokens": 40}}, "a moved preset is another server"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "40"])
+def test_reply_cap_refuses_what_is_not_a_token_count(bad):
+    with pytest.raises(ValueError, match="max_tokens"):
+        reply_cap(bad)
 
 
 def test_agents_sdk_runs_on_the_connection(model_name):
