@@ -13,6 +13,15 @@ from openai.types.chat import ChatCompletion
 from helpers import count_tokens
 from helpers.checks import ChallengeNotPassed
 from helpers.checks.nb04 import check_net_saving, net_saving
+from helpers.history import (
+    SUMMARY_HEADER,
+    HistoryTooLongError,
+    RewriteSummary,
+    SummaryError,
+    UserStatements,
+    count_turns,
+)
+from helpers.strategies import Fact, load_conversation
 from helpers.widget import (
     PARTS,
     ChatSession,
@@ -20,10 +29,9 @@ from helpers.widget import (
     ChatWidget,
     MemorySettings,
     context_bar_png,
+    recall_png,
     turn_chart_png,
 )
-from helpers.strategies import load_conversation
-from helpers.history import SUMMARY_HEADER, RewriteSummary, UserStatements, HistoryTooLongError, SummaryError, count_turns
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SYSTEM = "You are a concise travel assistant."
@@ -70,7 +78,14 @@ class FakeCompletions:
 
 
 def fake_client(**kwargs):
-    return SimpleNamespace(chat=SimpleNamespace(completions=FakeCompletions(**kwargs)))
+    # A server at another address: no log-probabilities, so recall shares are measured as unavailable.
+    return SimpleNamespace(chat=SimpleNamespace(completions=FakeCompletions(**kwargs)), base_url="http://fake.test/v1/")
+
+
+def rewriting_session(**settings) -> ChatSession:
+    """A session that folds early with a summarizer that calls the (fake) model."""
+    settings = {"threshold": 4, "keep_turns": 1, "summarizer": RewriteSummary(), **settings}
+    return ChatSession(SYSTEM, MemorySettings(**settings), model="fake")
 
 
 def session_with(turns: int, client=None, **settings) -> ChatSession:
@@ -157,7 +172,9 @@ def test_window_plan_keeps_the_last_turns():
     session = session_with(5, strategy="window", keep_turns=2)
     plan = session.plan("Question number 6?")
     assert count_turns(plan.messages) == 2
-    assert [m["content"] for m in plan.messages[1:]] == ["Question number 5?", session.history[-1]["content"], "Question number 6?"]
+    assert [m["content"] for m in plan.messages[1:]] == [
+        "Question number 5?", session.history[-1]["content"], "Question number 6?"
+    ]
     assert plan.parts == ["system", "verbatim", "verbatim", "new"]
     assert plan.raw_tokens > plan.prompt_tokens
 
@@ -306,8 +323,8 @@ def test_both_data_files_load_as_scripts():
 
 
 def test_a_few_real_turns_bill_exactly_what_was_planned(client, model_name):
-    session = ChatSession(SYSTEM, MemorySettings(strategy="summary", threshold=4, keep_turns=1, budget=300, max_tokens=30,
-                                                 summarizer=RewriteSummary(max_tokens=60)))
+    session = ChatSession(SYSTEM, MemorySettings(strategy="summary", threshold=4, keep_turns=1, budget=300,
+                                                 max_tokens=30, summarizer=RewriteSummary(max_tokens=60)))
     for text in ["Hi, I'm Maya.", "I'm allergic to shellfish.", "I arrive on 14 April.", "Which city first?"]:
         planned = session.plan(text)
         record = session.send(text, client)
@@ -336,14 +353,15 @@ def test_widget_builds_with_empty_panels():
     widget = ChatWidget(ChatSession(SYSTEM, model="fake"), fake_client())
     assert "No messages yet" in widget.log_html.value
     assert "no summary yet" in widget.summary_html.value and not widget.summary_highlighted
-    assert bytes(widget.context_image.value).startswith(b"\x89PNG") and bytes(widget.chart_image.value).startswith(b"\x89PNG")
+    assert bytes(widget.context_image.value).startswith(b"\x89PNG")
+    assert bytes(widget.chart_image.value).startswith(b"\x89PNG")
     assert widget.replay_button.disabled, "no script given"
     assert "chat-widget-input" in widget.text._dom_classes
 
 
 def test_clicking_send_updates_every_panel():
     client = fake_client()
-    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1, summarizer=RewriteSummary()), model="fake"), client)
+    widget = ChatWidget(rewriting_session(), client)
     chart_before = widget.chart_image.value
     widget.text.value = "I'm Maya and I love trains."
     assert "I&#x27;m Maya and I love trains." in widget.payload_html.value, "typing re-plans the preview"
@@ -388,8 +406,8 @@ class WatchingCompletions(FakeCompletions):
 
 def test_progress_indicator_shows_while_the_model_answers():
     completions = WatchingCompletions()
-    client = SimpleNamespace(chat=SimpleNamespace(completions=completions))
-    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1, summarizer=RewriteSummary()), model="fake"), client, script=["a?"])
+    client = SimpleNamespace(chat=SimpleNamespace(completions=completions), base_url="http://fake.test/v1/")
+    widget = ChatWidget(rewriting_session(), client, script=["a?"])
     completions.widget = widget
     assert widget.busy_html.value == "" and not widget.busy
     for number in range(1, 4):
@@ -402,8 +420,9 @@ def test_progress_indicator_shows_while_the_model_answers():
         assert seen["busy"] and "fa-spinner" in seen["indicator"]
         assert seen["send_disabled"] and seen["text_disabled"] and seen["controls_disabled"] and seen["replay_disabled"]
         assert seen["second_click"] is None
-    assert "Waiting for the model" in completions.seen[0]["indicator"] and "prompt tokens sent" in completions.seen[0]["indicator"]
-    assert "Summarizing 4 older messages" in completions.seen[2]["indicator"]
+    assert "Waiting for the model" in completions.seen[0]["indicator"]
+    assert "prompt tokens sent" in completions.seen[0]["indicator"]
+    assert "Folding 4 older messages into the summary (rewrite)" in completions.seen[2]["indicator"]
     assert "Waiting for the model" in completions.seen[3]["indicator"]
     # Afterwards everything is usable again and the indicator is gone.
     assert not widget.busy and widget.busy_html.value == ""
@@ -421,15 +440,15 @@ def test_session_reports_its_phases():
 
 def test_a_fold_that_returns_the_same_summary_is_still_shown_as_a_fold():
     client = fake_client(summary_text="Maya, shellfish allergy.")
-    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1, summarizer=RewriteSummary()), model="fake"), client)
+    widget = ChatWidget(rewriting_session(), client)
     for number in range(1, 6):  # folds at turns 3 and 5; the second returns the same text
         widget.send(f"Question {number}?")
     first, second = widget.session.turns[2], widget.session.turns[4]
     assert first.folded_messages and first.summary_changed
     assert second.folded_messages and not second.summary_changed
-    assert not widget.summary_highlighted and "rewritten at turn 5, text unchanged" in widget.summary_html.value
+    assert not widget.summary_highlighted and "folded at turn 5, summary unchanged" in widget.summary_html.value
     assert widget.log_html.value.count("folded into the summary") == 2
-    assert "summary rewritten unchanged" in widget.status.value
+    assert "summary unchanged" in widget.status.value
 
 
 def test_a_failed_click_shows_the_error_and_changes_nothing():
@@ -504,3 +523,134 @@ def test_the_default_summary_copies_the_users_statements_without_a_model_call():
         record = session.send(text, client)
     assert "- My name is Maya and I love trains." in session.summary
     assert client.chat.completions.summaries == 0 and record.summarizer_tokens == 0
+
+
+# --- what filled each prompt -----------------------------------------------------------------------
+
+
+def test_each_turn_records_what_filled_its_prompt():
+    session = session_with(5, threshold=8, keep_turns=2)  # turn 5 folds
+    for record in session.turns:
+        assert len(record.parts) == len(record.message_tokens) == len(record.sent)
+        assert list(record.breakdown) == list(PARTS)
+        assert sum(record.breakdown.values()) == record.planned_tokens == record.prompt_tokens
+        assert record.parts[0] == "system" and record.parts[-1] == "new"
+        assert record.breakdown["new"] == record.message_tokens[-1] > 0
+    first, folded = session.turns[0], session.turns[4]
+    assert first.parts == ("system", "new") and first.breakdown["summary"] == 0
+    assert folded.parts == ("system", "summary", "verbatim", "verbatim", "new") and folded.breakdown["summary"] > 0
+    assert "parts" not in folded.as_row() and "message_tokens" not in folded.as_row()
+
+
+def test_the_turn_chart_draws_records_with_and_without_parts():
+    session = session_with(5, threshold=8, keep_turns=2)
+    import dataclasses
+
+    bare = [dataclasses.replace(r, parts=(), message_tokens=()) for r in session.turns]  # records made before parts
+    assert turn_chart_png(session.turns, 400).startswith(b"\x89PNG")
+    assert turn_chart_png(bare, 400).startswith(b"\x89PNG")
+
+
+# --- recall ------------------------------------------------------------------------------------------
+
+FACTS = {
+    "name": Fact("name", 1, "Maya", "What is my name?", ("maya",), "Your name is", ("Maya", "Sofia", "Emma")),
+    "allergy": Fact("allergy", 2, "shellfish", "What am I allergic to?", ("shellfish",), "You are allergic to",
+                    ("shellfish", "peanuts", "gluten")),
+}
+FACT_TURNS = ("Hi! My name is Maya and I'm planning a trip.", "Important: I'm allergic to shellfish.",
+              "Which city first?", "How many days there?")
+
+
+def test_recall_payloads_are_the_next_payload_and_the_same_turns_without_the_summary():
+    session = ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake")
+    with pytest.raises(ChatSessionError, match="send a turn first"):
+        session.recall_payloads()
+    session.replay(FACT_TURNS, fake_client())
+    payloads = session.recall_payloads()
+    assert list(payloads) == ["summary buffer", "window of the same 2 turns"]
+    summary, window = payloads.values()
+    assert summary == session.plan("").messages and summary[1]["content"].startswith(SUMMARY_HEADER)
+    assert window == [summary[0], *summary[2:]] and count_turns(window) == count_turns(summary) == 2
+    session.configure(strategy="raw")
+    assert list(session.recall_payloads()) == ["raw history"]
+
+
+def test_recall_asks_every_fact_through_both_payloads_and_changes_nothing():
+    client = fake_client()
+    session = ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake")
+    session.replay(FACT_TURNS, client)
+    before, calls = state(session), len(client.chat.completions.sent)
+    check = session.recall(client, FACTS)
+    assert state(session) == before
+    assert (check.after_turn, check.verbatim_turns) == (4, 2)
+    assert (check.facts, check.candidates) == (("name", "allergy"), (3, 3))
+    assert [(row["strategy"], row["fact"]) for row in check.rows] == [
+        ("summary buffer", "name"), ("summary buffer", "allergy"),
+        ("window of the same 2 turns", "name"), ("window of the same 2 turns", "allergy"),
+    ]
+    # Structural: the summary carries both facts (the user's statements, copied); the window neither.
+    assert all(check.row("summary buffer", fact)["in what was sent"] for fact in FACTS)
+    assert not any(check.row("window of the same 2 turns", fact)["in what was sent"] for fact in FACTS)
+    # The fake server returns no log-probabilities: no shares, said so, and the replies are still asked for.
+    assert not check.shares_available and all(row["share"] is None for row in check.rows)
+    asked = client.chat.completions.sent[calls:]
+    probes = [r["messages"][-1]["content"] for r in asked if not r.get("logprobs")]
+    assert len(probes) == 4 and all(p.startswith("Think back to what I told you earlier") for p in probes)
+    assert recall_png(check).startswith(b"\x89PNG")
+    with pytest.raises(KeyError):
+        check.row("raw history", "name")
+    with pytest.raises(ChatSessionError, match="planted facts"):
+        session.recall(client, {})
+
+
+def test_recall_on_the_real_model_separates_the_summary_from_the_window(client):
+    session = ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1, max_tokens=16))
+    session.replay(FACT_TURNS, client)
+    check = session.recall(client, FACTS, reply_tokens=8)
+    assert check.shares_available
+    for fact in FACTS:
+        summary, window = check.row("summary buffer", fact), check.row("window of the same 2 turns", fact)
+        assert summary["in what was sent"] and not window["in what was sent"]
+        assert summary["share"] > 0.5 > window["share"], (fact, summary["share"], window["share"])
+
+
+# --- the recall panel ---------------------------------------------------------------------------------
+
+
+def test_the_recall_panel_measures_on_click_and_says_when_it_is_stale():
+    client = fake_client()
+    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake"), client,
+                        facts=FACTS)
+    assert not widget.recall_button.disabled and widget.recall is None
+    assert "Ask the facts back" in widget.recall_html.value and widget.recall_image.layout.display == "none"
+    widget.recall_button.click()  # nothing sent yet
+    assert widget.recall is None and "send a turn first" in widget.last_error
+    for text in FACT_TURNS:
+        widget.send(text)
+    widget.recall_button.click()
+    assert widget.recall is not None and widget.recall.after_turn == 4 and not widget.busy
+    assert widget.recall_image.layout.display is None and bytes(widget.recall_image.value).startswith(b"\x89PNG")
+    panel = widget.recall_html.value
+    assert "after turn 4" in panel and "summary buffer" in panel and "window of the same 2 turns" in panel
+    assert "n/a" in panel and "allergy" in panel and "recall measured after turn 4" in widget.status.value
+    widget.send("One more question?")
+    assert "measured after turn 4; the chat is at turn 5" in widget.recall_html.value
+
+
+def test_a_failed_recall_keeps_the_last_panel_and_shows_the_error():
+    widget = ChatWidget(ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake"), fake_client(),
+                        facts=FACTS)
+    for text in FACT_TURNS:
+        widget.send(text)
+    first = widget.ask_facts()
+    widget.client = fake_client(fail_chat=openai.APIConnectionError(request=None))
+    assert widget.ask_facts() is None and widget.recall is first
+    assert "recall not measured" in widget.status.value and "APIConnectionError" in widget.last_error
+    assert not widget.busy and not widget.recall_button.disabled
+
+
+def test_without_facts_the_recall_button_is_off():
+    widget = ChatWidget(ChatSession(SYSTEM, model="fake"), fake_client())
+    assert widget.recall_button.disabled and "No planted facts" in widget.recall_html.value
+    assert widget.ask_facts() is None and "no planted facts" in widget.status.value

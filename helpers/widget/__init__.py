@@ -10,12 +10,14 @@ from .session import (
     ChatSessionError,
     MemorySettings,
     Plan,
+    RecallCheck,
     Strategy,
     TurnRecord,
 )
 from .view import (
     ChatWidget,
     context_bar_png,
+    recall_png,
     turn_chart_png,
 )
 
@@ -28,8 +30,10 @@ __all__ = [
     "MemorySettings",
     "Plan",
     "TurnRecord",
+    "RecallCheck",
     "ChatSession",
     "context_bar_png",
+    "recall_png",
     "turn_chart_png",
     "ChatWidget",
 ]

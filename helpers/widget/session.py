@@ -7,14 +7,16 @@ Two layers, so the logic is tested without a browser:
   kept verbatim, token budget), `plan(text)` (the exact payload the next turn would
   send, each message's tokens and what fills the context, against the budget) and
   `send(text, client)` (append the user turn, fold if needed, send, append the
-  reply). Each turn is recorded (`TurnRecord`): the prompt tokens billed, what the
-  whole raw history would have cost that turn (the "ghost"), the summary and
-  whether it changed. A failed call changes nothing.
+  reply). Each turn is recorded (`TurnRecord`): the prompt tokens billed and what
+  filled them, what the whole raw history would have cost that turn (the "ghost"),
+  the summary and whether it changed. `recall(client, facts)` asks planted facts
+  back, three ways, through what the session sends and through a window of the same
+  verbatim turns without the summary (`RecallCheck`). A failed call changes nothing.
 - `ChatWidget` (ipywidgets): a text box and Send button, the conversation, and live
   panels drawn from the session: the payload table, a stacked bar of the context
-  against the budget, a per-turn prompt-tokens chart with the raw ghost line, and
-  the running summary, highlighted when it changes. Controls re-plan the preview;
-  "Replay" plays a scripted conversation.
+  against the budget, the prompt of every turn as stacked bars with the raw ghost
+  line, the running summary (highlighted when it changes) and the recall panel.
+  Controls re-plan the preview; "Replay" plays a scripted conversation.
 
 The memory strategies are those of `helpers.history` (`sliding_window`,
 `trim_to_budget`, `SummaryBuffer`), not copies of them.
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..backend.client import count_tokens, current_settings
 from ..backend.usage import read_usage
@@ -42,6 +45,9 @@ from ..history import (
 )
 from ..payload import assistant_message
 from ..types import Message, TokenCounter
+
+if TYPE_CHECKING:
+    from ..strategies import Fact
 
 Strategy = Literal["raw", "window", "summary"]
 STRATEGIES: tuple[str, ...] = ("raw", "window", "summary")
@@ -88,12 +94,22 @@ class MemorySettings:
         except ValueError as error:
             raise ChatSessionError(str(error)) from None
         for name in ("budget", "max_tokens"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ChatSessionError(f"{name} must be a positive whole number, not {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ChatSessionError(f"{name} must be a positive whole number, not {value!r}")
 
     @property
     def buffer(self) -> BufferSettings:
         return BufferSettings(self.threshold, self.keep_turns)
+
+
+def _breakdown(parts: Sequence[str], message_tokens: Sequence[int], prompt_tokens: int) -> dict[str, int]:
+    """Prompt tokens by part, in `PARTS` order, the chat template's own tokens last: they add up to `prompt_tokens`."""
+    totals = dict.fromkeys(PARTS, 0)
+    for part, tokens in zip(parts, message_tokens):
+        totals[part] += tokens
+    totals["template"] = prompt_tokens - sum(message_tokens)
+    return totals
 
 
 @dataclass(frozen=True)
@@ -131,11 +147,7 @@ class Plan:
     @property
     def breakdown(self) -> dict[str, int]:
         """Prompt tokens by part, in `PARTS` order; the values add up to `prompt_tokens`."""
-        totals = dict.fromkeys(PARTS, 0)
-        for part, tokens in zip(self.parts, self.message_tokens):
-            totals[part] += tokens
-        totals["template"] = self.prompt_tokens - sum(self.message_tokens)
-        return totals
+        return _breakdown(self.parts, self.message_tokens, self.prompt_tokens)
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per message: position, part, role, tokens and text."""
@@ -147,7 +159,11 @@ class Plan:
 
 @dataclass(frozen=True)
 class TurnRecord:
-    """What one sent turn cost and changed."""
+    """What one sent turn cost and changed.
+
+    `parts[i]` says what the i-th message sent was (system, summary, verbatim, new) and
+    `message_tokens[i]` how many tokens its text holds, as in `Plan`.
+    """
 
     number: int
     user: str
@@ -168,12 +184,59 @@ class TurnRecord:
     summarizer_tokens: int
     seconds: float
     sent: list[Message] = field(repr=False, compare=False, default_factory=list)
+    parts: tuple[str, ...] = ()
+    message_tokens: tuple[int, ...] = ()
+
+    @property
+    def breakdown(self) -> dict[str, int]:
+        """What filled the prompt sent, by part in `PARTS` order; the values add up to `planned_tokens`.
+
+        On the embedded model `planned_tokens` is exactly the `prompt_tokens` billed; on a provider
+        it is `count_tokens`'s estimate, and so is the template part.
+        """
+        return _breakdown(self.parts, self.message_tokens, self.planned_tokens)
 
     def as_row(self) -> dict[str, Any]:
-        """The figures as a flat dict (no payload), for a pandas table."""
+        """The figures as a flat dict (no payload, no per-message lists), for a pandas table."""
         row = dataclasses.asdict(self)
-        row.pop("sent")
+        for key in ("sent", "parts", "message_tokens"):
+            row.pop(key)
         return row
+
+
+STRATEGY_LABELS = {"raw": "raw history", "window": "window", "summary": "summary buffer"}
+
+
+@dataclass(frozen=True)
+class RecallCheck:
+    """Planted facts asked back after turn `after_turn`, three ways (`helpers.strategies.recall_rows`).
+
+    `labels[0]` is what the session sends (its strategy); when that payload carries a summary,
+    `labels[1]` is a window of the same `verbatim_turns` turns without it, so the two differ by
+    the summary alone. `rows` has one dict per label and fact: ``in what was sent``, ``share``
+    (corrected for guessing; None where the server gives no log-probabilities), ``share,
+    uncorrected``, ``favoured answer``, ``reply names it`` and the ``reply``.
+    """
+
+    after_turn: int
+    verbatim_turns: int
+    labels: tuple[str, ...]
+    facts: tuple[str, ...]
+    candidates: tuple[int, ...]  # how many candidate answers each fact has: a share of 1/n is no memory at all
+    rows: list[dict[str, Any]]
+    seconds: float
+
+    def row(self, label: str, fact: str) -> dict[str, Any]:
+        """The measurement of `fact` through the payload named `label`."""
+        for row in self.rows:
+            if row["strategy"] == label and row["fact"] == fact:
+                return row
+        raise KeyError(f"no measurement of {fact!r} through {label!r}")
+
+    @property
+    def shares_available(self) -> bool:
+        """False when the server returned no log-probabilities (the shares are None)."""
+        return any(row["share"] is not None for row in self.rows)
 
 
 def _default_count_text(text: str) -> int:
@@ -290,7 +353,7 @@ class ChatSession:
                 tail = sliding_window(buffer.messages, s.keep_turns)
                 fold_pending, fold_messages = True, len(buffer.messages) - len(tail)
                 folded = len(candidate) - len(tail)
-                summary = summary or f"[a summary of {folded} messages, written by the model before sending]"
+                summary = summary or f"[the summary of {folded} messages, folded before sending]"
         try:
             messages, trimmed = self._strategy_payload(candidate, summary, folded)
         except HelpersError as exc:  # HistoryTooLongError: nothing fits the budget
@@ -337,6 +400,8 @@ class ChatSession:
                 summary, folded = buffer.summary, len(candidate) - len(buffer.messages)
         messages, trimmed = self._strategy_payload(candidate, summary, folded)
         planned = int(self.count(messages))
+        parts = self._label(messages, s.strategy == "summary" and bool(summary), True)
+        message_tokens = tuple(int(self.count_text(m["content"])) for m in messages)
         if on_phase is not None:
             on_phase("answering", planned)
         started = time.perf_counter()
@@ -366,6 +431,8 @@ class ChatSession:
             summarizer_tokens=fold_call.tokens if fold_call else 0,
             seconds=seconds,
             sent=messages,
+            parts=tuple(parts),
+            message_tokens=message_tokens,
         )
         # Commit: only now, with the reply in hand, does the session change.
         self.history = candidate + [reply]
@@ -374,6 +441,57 @@ class ChatSession:
             self.summarizer_calls.append(fold_call)
         self.turns.append(record)
         return record
+
+    # --- recall ----------------------------------------------------------------------
+
+    def recall_payloads(self) -> dict[str, list[Message]]:
+        """What the session would send before a new message, and, when that carries a summary, the same
+        verbatim turns without it (a window of the same size): label -> messages. No fold, no model call.
+        """
+        if not self.history:
+            raise ChatSessionError("send a turn first: there is nothing to recall yet")
+        s = self.settings
+        messages, _ = self._strategy_payload(self.history, self.summary, self.folded)
+        payloads = {STRATEGY_LABELS[s.strategy]: messages}
+        if s.strategy == "summary" and self.summary:
+            window = [messages[0], *messages[2:]]  # messages[1] is the summary: pinned there by _strategy_payload
+            payloads[f"window of the same {count_turns(window)} turns"] = window
+        return payloads
+
+    def recall(self, client: Any, facts: Mapping[str, Fact], *, reply_tokens: int = 24) -> RecallCheck:
+        """Ask each planted fact back through `recall_payloads()`, three ways; the session is not changed.
+
+        Each fact's question (`helpers.strategies.RECALL_PROBE`) is appended to each payload: was the
+        fact in what was sent, the model's share for the right answer among the fact's candidates
+        (corrected for guessing), and the words of a `reply_tokens`-token reply. One payload's facts
+        are all measured before the next payload's, so the model's cached prefix is reused.
+        """
+        from ..recall import RecallUnavailableError, answer_shares
+        from ..strategies import RECALL_PROBE, Run, recall_rows
+
+        if not facts:
+            raise ChatSessionError("give the planted facts to ask back (a Conversation's .facts)")
+        started = time.perf_counter()
+        payloads = self.recall_payloads()
+        # First what the model guesses from the system message alone, for every fact: `answer_shares` divides by
+        # that guess and remembers it, so afterwards the model's cache stays on one payload while its facts are asked.
+        for fact in facts.values():
+            if fact.scorable:
+                question = {"role": "user", "content": RECALL_PROBE.format(question=fact.question)}
+                try:
+                    answer_shares(client, [self.system_message], question, answer_prefix=str(fact.answer_prefix),
+                                  candidates=fact.candidates, model=self.model)
+                except RecallUnavailableError:
+                    break  # no log-probabilities on this server: recall_rows records None shares
+        rows: list[dict[str, Any]] = []
+        for label, messages in payloads.items():
+            sent = [dict(m) for m in messages]
+            run = Run(label, next_payload=lambda question, sent=sent: [*sent, question])
+            rows += recall_rows(client, run, dict(facts), reply_tokens=reply_tokens, model=self.model)
+        verbatim = count_turns(next(iter(payloads.values())))
+        return RecallCheck(after_turn=len(self.turns), verbatim_turns=verbatim, labels=tuple(payloads),
+                           facts=tuple(facts), candidates=tuple(len(fact.candidates) for fact in facts.values()),
+                           rows=rows, seconds=time.perf_counter() - started)
 
     def replay(
         self, texts: Sequence[str], client: Any, *, on_turn: Callable[[TurnRecord], None] | None = None

@@ -1,12 +1,21 @@
-"""The chat widget of notebook 04 (ipywidgets) and the figures it draws from a `ChatSession`."""
+"""The chat widget of notebook 04 (ipywidgets) and the figures it draws from a `ChatSession`.
+
+Figures (matplotlib, PNG bytes, no pyplot state): `context_bar_png` (what fills the next
+prompt), `turn_chart_png` (what filled each turn's prompt, with the raw-history ghost) and
+`recall_png` (each planted fact's share through the summary buffer and through a window).
+"""
 
 from __future__ import annotations
 
 import html
 import io
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .session import PART_COLOURS, STRATEGIES, ChatSession, ChatSessionError, Plan, TurnRecord
+from .session import PART_COLOURS, PARTS, STRATEGIES, ChatSession, ChatSessionError, Plan, RecallCheck, TurnRecord
+
+if TYPE_CHECKING:
+    from ..strategies import Fact
 
 # --- drawing (matplotlib, without pyplot's global state) ----------------------------
 
@@ -39,26 +48,74 @@ def context_bar_png(plan: Plan, *, width: float = 6.6) -> bytes:
 
 
 def turn_chart_png(records: Sequence[TurnRecord], budget: int, *, width: float = 6.6) -> bytes:
-    """Prompt tokens billed per turn, the raw-history ghost line, the budget and the turns that folded."""
+    """What filled each turn's prompt (stacked bars by part), the raw-history ghost line, the budget and the folds.
+
+    Records made before turns kept their parts (no `parts`) are drawn as one bar of their prompt tokens.
+    """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, 2.5), dpi=90)
+    figure = Figure(figsize=(width, 2.7), dpi=90)
     ax = figure.subplots()
     numbers = [r.number for r in records]
-    ax.plot(numbers, [r.raw_tokens for r in records], color="grey", alpha=0.45, linestyle="--", label="raw history (ghost)")
-    ax.plot(numbers, [r.prompt_tokens for r in records], marker="o", color="#1f77b4", label="prompt_tokens sent")
+    bottoms = [0] * len(records)
+    for part in PARTS:
+        heights = [r.breakdown[part] if r.parts else (r.prompt_tokens if part == "verbatim" else 0) for r in records]
+        if any(heights):
+            ax.bar(numbers, heights, bottom=bottoms, width=0.7, color=PART_COLOURS[part], label=part)
+            bottoms = [b + h for b, h in zip(bottoms, heights)]
+    ax.plot(numbers, [r.raw_tokens for r in records], color="grey", alpha=0.6, linestyle="--", marker=".",
+            label="raw history (ghost)")
     for record in records:
         if record.folded_messages:
-            ax.axvline(record.number, color="#ff7f0e", alpha=0.4, linewidth=1)
+            ax.axvline(record.number - 0.5, color="#ff7f0e", alpha=0.6, linewidth=1)
     ax.axhline(budget, color="red", linestyle=":", label=f"budget {budget}")
     if any(r.folded_messages for r in records):
-        ax.plot([], [], color="#ff7f0e", alpha=0.4, label="fold (summarizer call)")
+        ax.plot([], [], color="#ff7f0e", alpha=0.6, label="fold before this turn")
     ax.set_xlabel("turn")
     ax.set_ylabel("prompt tokens")
-    ax.set_title("Prompt tokens per turn", fontsize=10)
-    ax.set_xlim(0.5, max(numbers, default=1) + 0.5)
+    ax.set_title("What filled each turn's prompt", fontsize=10)
+    ax.set_xlim(0.4, max(numbers, default=1) + 0.6)
     ax.set_ylim(0, max([budget] + [r.raw_tokens for r in records]) * 1.1)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    return _png(figure)
+
+
+def recall_png(check: RecallCheck, *, width: float = 6.6) -> bytes:
+    """Each planted fact's share for the right answer (corrected for guessing), one bar per payload.
+
+    Under each bar: whether the fact was in what was sent and whether the short reply named it.
+    Where the server gave no log-probabilities, the panel says so instead of drawing shares.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, 2.6), dpi=90)
+    ax = figure.subplots()
+    colours = ["#ff7f0e", "#1f77b4", "#7f7f7f"]
+    width_each = 0.8 / len(check.labels)
+    for index, label in enumerate(check.labels):
+        xs = [position + (index - (len(check.labels) - 1) / 2) * width_each for position in range(len(check.facts))]
+        rows = [check.row(label, fact) for fact in check.facts]
+        shares = [row["share"] or 0.0 for row in rows]
+        ax.bar(xs, shares, width=width_each * 0.95, color=colours[index % len(colours)], label=label)
+        for x, row, share in zip(xs, rows, shares):
+            sent = "sent" if row["in what was sent"] else "not sent"
+            said = "said" if row["reply names it"] else "not said"
+            ax.text(x, share + 0.02, f"{sent}\n{said}", ha="center", va="bottom", fontsize=6.5)
+    labelled = False
+    for position, candidates in enumerate(check.candidates):  # what a payload that adds nothing gets
+        if candidates < 2:
+            continue
+        ax.hlines(1 / candidates, position - 0.45, position + 0.45, color="grey", linestyle=":", linewidth=1,
+                  label="_" if labelled else "equal shares (no memory)")
+        labelled = True
+    ax.set_xticks(range(len(check.facts)), list(check.facts))
+    ax.set_ylim(0, 1.32)
+    ax.set_ylabel("share, right answer")
+    title = f"Recall after turn {check.after_turn}: each fact asked back"
+    if not check.shares_available:
+        title += " (no log-probabilities on this server)"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper right", ncol=len(check.labels) + 1)
     return _png(figure)
 
 
@@ -69,23 +126,42 @@ def _escape(text: str) -> str:
     return html.escape(text).replace("\n", "<br>")
 
 
+def _short(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ChatWidget:
     """The session as a chat in the notebook, with live panels (`display(widget)` or `widget.view`).
 
-    Everything a click does is a method (`send`, `replay`, `refresh`), and the
+    Everything a click does is a method (`send`, `replay`, `ask_facts`, `refresh`), and the
     widgets are attributes (`text`, `send_button`, `payload_html`, ...), so tests
     drive it with `widget.text.value = "..."; widget.send_button.click()`.
+
+    `facts` (a `Conversation`'s planted facts) enables the recall panel: "Ask the facts back"
+    asks each one through what the session sends and through a window of the same verbatim
+    turns (`ChatSession.recall`), and draws the shares, what was sent and what the reply said.
     """
 
-    def __init__(self, session: ChatSession, client: Any, *, script: Sequence[str] = (), title: str = "Chat with managed memory"):
+    def __init__(
+        self,
+        session: ChatSession,
+        client: Any,
+        *,
+        script: Sequence[str] = (),
+        facts: Mapping[str, Fact] | None = None,
+        title: str = "Chat with managed memory",
+    ):
         import ipywidgets as w
 
         self.session = session
         self.client = client
         self.script = list(script)
+        self.facts = dict(facts or {})
         self.script_position = 0
         self.summary_highlighted = False
         self.last_error = ""
+        self.recall: RecallCheck | None = None
         s = session.settings
 
         self._quiet = False  # True while send() changes the text box itself (no re-plan per change)
@@ -138,6 +214,14 @@ class ChatWidget:
         self.chart_image.add_class("chat-widget-chart")
         self.summary_html = w.HTML()
         self.summary_html.add_class("chat-widget-summary")
+        self.recall_button = w.Button(description="Ask the facts back", icon="question", disabled=not self.facts,
+                                      layout=w.Layout(width="190px"))
+        self.recall_button.add_class("chat-widget-recall-button")
+        self.recall_button.on_click(lambda _: self.ask_facts())
+        self.recall_html = w.HTML()
+        self.recall_html.add_class("chat-widget-recall")
+        self.recall_image = w.Image(format="png", layout=w.Layout(align_self="flex-start", max_width="100%"))
+        self.recall_image.add_class("chat-widget-recall-chart")
 
         left = w.VBox(
             [
@@ -146,7 +230,8 @@ class ChatWidget:
                 self.busy_html,
                 w.HBox([self.replay_button, self.progress]),
                 self.status,
-                w.HTML("<b>Running summary</b> (sent as a system message once a fold has happened)"),
+                w.HTML(f"<b>Running summary</b> ({html.escape(self._summarizer_name())}; sent as a system message "
+                       "after the first fold)"),
                 self.summary_html,
             ],
             layout=w.Layout(width="46%", border="1px solid #ddd", padding="6px"),
@@ -160,10 +245,25 @@ class ChatWidget:
             ],
             layout=w.Layout(width="54%", padding="0 0 0 10px"),
         )
-        controls = w.HBox([self.strategy, self.keep_turns, self.threshold, self.budget], layout=w.Layout(flex_flow="row wrap"))
-        self.view = w.VBox([w.HTML(f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>"), controls, w.HBox([left, right])])
+        controls = w.HBox(list(self.controls), layout=w.Layout(flex_flow="row wrap"))
+        recall = w.VBox(
+            [
+                w.HBox([self.recall_button, w.HTML(
+                    "<b>Recall panel</b>: each planted fact asked back through the next payload, and through a "
+                    "window of the same verbatim turns without the summary")]),
+                w.HBox([self.recall_image, self.recall_html]),
+            ],
+            layout=w.Layout(width="100%", border="1px solid #ddd", padding="6px", margin="6px 0 0 0"),
+        )
+        recall.add_class("chat-widget-recall-panel")
+        self.view = w.VBox([w.HTML(f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>"), controls,
+                            w.HBox([left, right]), recall])
         self.view.add_class("chat-widget")
         self.refresh()
+
+    def _summarizer_name(self) -> str:
+        summarizer = self.session.settings.summarizer
+        return str(getattr(summarizer, "name", type(summarizer).__name__))
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -212,11 +312,12 @@ class ChatWidget:
         for control in (self.text, self.send_button, *self.controls):
             control.disabled = self.busy
         self.replay_button.disabled = self.busy or not self.script
+        self.recall_button.disabled = self.busy or not self.facts
         self.send_button.description = "Waiting..." if self.busy else "Send"
 
     def _on_phase(self, phase: str, amount: int) -> None:
         if phase == "summarizing":
-            self._set_busy(f"Summarizing {amount} older messages into the summary (one model call)...")
+            self._set_busy(f"Folding {amount} older messages into the summary ({self._summarizer_name()})...")
         else:
             self._set_busy(f"Waiting for the model's reply ({amount} prompt tokens sent)...")
 
@@ -252,12 +353,41 @@ class ChatWidget:
         note = ""
         if record.folded_messages:
             note = f"; {record.folded_messages} messages folded, summary " + (
-                "updated" if record.summary_changed else "rewritten unchanged"
+                "updated" if record.summary_changed else "unchanged"
             )
         self._set_status(
-            f"turn {record.number} done: {record.prompt_tokens} prompt tokens sent, raw would be {record.raw_tokens}{note}"
+            f"turn {record.number} done: {record.prompt_tokens} prompt tokens sent, "
+            f"raw would be {record.raw_tokens}{note}"
         )
         return record
+
+    def ask_facts(self) -> RecallCheck | None:
+        """Ask every planted fact back (`ChatSession.recall`) and redraw the recall panel.
+
+        Nothing in the conversation changes. On failure the panel keeps its last measurement and
+        the status line shows the error (also kept in `last_error`).
+        """
+        if self.busy:
+            return None
+        if not self.facts:
+            self._set_status("no planted facts to ask: give the widget facts=conversation.facts", error=True)
+            return None
+        labels = len(self.session.recall_payloads()) if self.session.history else 1
+        self._set_busy(f"Asking {len(self.facts)} facts back through {labels} payload(s): scoring the candidate "
+                       "answers, then a short reply each...")
+        try:
+            check = self.session.recall(self.client, self.facts)
+        except Exception as exc:  # shown, not raised: a click handler has nowhere to raise to
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._set_status(f"recall not measured. {self.last_error}", error=True)
+            return None
+        finally:
+            self._set_busy()
+        self.last_error = ""
+        self.recall = check
+        self._render_recall()
+        self._set_status(f"recall measured after turn {check.after_turn} in {check.seconds:.1f} s")
+        return check
 
     def replay(self, limit: int | None = None) -> list[TurnRecord]:
         """Send the script's remaining turns (at most `limit`) one by one, updating the panels after each."""
@@ -285,6 +415,7 @@ class ChatWidget:
         """Redraw everything from the session."""
         self._render_log()
         self._render_summary()
+        self._render_recall()
         self.chart_image.value = turn_chart_png(self.session.turns, self.session.settings.budget)
         self.refresh_plan()
 
@@ -308,9 +439,11 @@ class ChatWidget:
                 f"<td>{html.escape(preview)}</td></tr>"
             )
         verdict = "over" if plan.over_budget else "within"
-        notes = [f"{plan.prompt_tokens} prompt tokens ({'exact' if plan.exact else 'estimate'}), {verdict} the budget of {plan.budget}; raw history: {plan.raw_tokens}"]
+        notes = [f"{plan.prompt_tokens} prompt tokens ({'exact' if plan.exact else 'estimate'}), {verdict} the "
+                 f"budget of {plan.budget}; raw history: {plan.raw_tokens}"]
         if plan.fold_pending:
-            notes.append(f"on send, {plan.fold_messages} messages are first folded into the summary (one summarizer call)")
+            notes.append(f"on send, {plan.fold_messages} messages are first folded into the summary "
+                         f"({self._summarizer_name()})")
         if plan.trimmed_turns:
             notes.append(f"{plan.trimmed_turns} turn(s) dropped to fit the budget")
         if plan.error:
@@ -329,13 +462,14 @@ class ChatWidget:
         for number, start in enumerate(range(0, len(self.session.history), 2), start=1):
             if number in folds:
                 blocks.append(
-                    f"<div style='color:#ff7f0e;font-size:11px;margin:2px 0'>--- {folds[number]} earlier messages folded into the summary ---</div>"
+                    f"<div style='color:#ff7f0e;font-size:11px;margin:2px 0'>--- {folds[number]} earlier messages "
+                    "folded into the summary ---</div>"
                 )
             for message in self.session.history[start : start + 2]:
                 align, shade = ("right", "#e8f0fe") if message["role"] == "user" else ("left", "#f1f3f4")
                 blocks.append(
-                    f"<div style='text-align:{align};margin:3px 0'><span style='display:inline-block;background:{shade};"
-                    f"padding:4px 8px;border-radius:8px;max-width:85%;text-align:left'>"
+                    f"<div style='text-align:{align};margin:3px 0'><span style='display:inline-block;"
+                    f"background:{shade};padding:4px 8px;border-radius:8px;max-width:85%;text-align:left'>"
                     f"<b>{message['role']}</b>: {_escape(message['content'])}</span></div>"
                 )
         # column-reverse keeps the scroll position at the bottom: the newest turn stays in view.
@@ -349,12 +483,56 @@ class ChatWidget:
         turns = self.session.turns
         changed = bool(turns) and turns[-1].summary_changed
         text = _escape(self.session.summary) if self.session.summary else "<i>(no summary yet)</i>"
-        style = "background:#fff3b0;border:2px solid #ff7f0e;" if changed else "background:#fafafa;border:1px solid #ddd;"
+        style = ("background:#fff3b0;border:2px solid #ff7f0e;" if changed
+                 else "background:#fafafa;border:1px solid #ddd;")
         if changed:
             label = f"<div style='font-size:11px;color:#ff7f0e'>updated at turn {turns[-1].number}</div>"
-        elif turns and turns[-1].folded_messages:  # a fold whose summarizer returned the same text
-            label = f"<div style='font-size:11px;color:#777'>rewritten at turn {turns[-1].number}, text unchanged</div>"
+        elif turns and turns[-1].folded_messages:  # a fold that added nothing (only questions folded, say)
+            label = f"<div style='font-size:11px;color:#777'>folded at turn {turns[-1].number}, summary unchanged</div>"
         else:
             label = ""
         self.summary_html.value = f"<div style='{style}padding:6px;font-size:12px'>{label}{text}</div>"
         self.summary_highlighted = changed  # the panel shows the highlight: the last turn changed the summary
+
+    def _render_recall(self) -> None:
+        check = self.recall
+        if check is None:
+            self.recall_image.layout.display = "none"
+            self.recall_html.value = (
+                "<div style='font-size:12px;color:#555;padding:4px'>"
+                + ("Press <b>Ask the facts back</b> after a few turns." if self.facts
+                   else "No planted facts given (ChatWidget(..., facts=conversation.facts)).")
+                + "</div>"
+            )
+            return
+        self.recall_image.layout.display = None
+        self.recall_image.value = recall_png(check)
+        head = "".join(f"<th colspan='3'>{html.escape(label)}</th>" for label in check.labels)
+        sub_head = "<th>sent</th><th>share</th><th>reply</th>" * len(check.labels)
+        rows = []
+        for fact in check.facts:
+            cells = []
+            for label in check.labels:
+                row = check.row(label, fact)
+                share = "n/a" if row["share"] is None else f"{row['share']:.2f} ({row['share, uncorrected']:.2f})"
+                cells.append(f"<td>{'yes' if row['in what was sent'] else 'no'}</td><td>{share}</td>"
+                             f"<td>{'names it' if row['reply names it'] else '-'}</td>")
+            rows.append(f"<tr><td><b>{html.escape(fact)}</b></td>{''.join(cells)}</tr>")
+        first = check.labels[0]
+        replies = "".join(
+            f"<div><b>{html.escape(fact)}</b>: {html.escape(_short(check.row(first, fact)['reply'], 110))}</div>"
+            for fact in check.facts
+        )
+        stale = ""
+        if len(self.session.turns) > check.after_turn:
+            stale = (f"<div style='color:#b00020'>measured after turn {check.after_turn}; the chat is at turn "
+                     f"{len(self.session.turns)}: press the button to measure again</div>")
+        self.recall_html.value = (
+            "<div style='font-size:11px;padding-left:8px'>"
+            f"<div>after turn {check.after_turn}; share of the right answer, corrected for guessing "
+            "(uncorrected in brackets)</div>"
+            "<table style='font-size:11px;border-collapse:collapse'>"
+            f"<tr><th></th>{head}</tr><tr><th>fact</th>{sub_head}</tr>{''.join(rows)}</table>"
+            f"<div style='margin-top:4px;color:#555'>replies through the {html.escape(first)}:</div>{replies}"
+            f"{stale}</div>"
+        )
