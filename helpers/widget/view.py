@@ -385,7 +385,7 @@ class ChatWidget:
             self._set_busy()
         self.last_error = ""
         self.recall = check
-        self._render_recall()
+        self._render_recall(redraw=True)
         self._set_status(f"recall measured after turn {check.after_turn} in {check.seconds:.1f} s")
         return check
 
@@ -494,7 +494,8 @@ class ChatWidget:
         self.summary_html.value = f"<div style='{style}padding:6px;font-size:12px'>{label}{text}</div>"
         self.summary_highlighted = changed  # the panel shows the highlight: the last turn changed the summary
 
-    def _render_recall(self) -> None:
+    def _render_recall(self, *, redraw: bool = False) -> None:
+        """The recall panel; its figure is drawn again only for a new measurement (`redraw`)."""
         check = self.recall
         if check is None:
             self.recall_image.layout.display = "none"
@@ -506,7 +507,8 @@ class ChatWidget:
             )
             return
         self.recall_image.layout.display = None
-        self.recall_image.value = recall_png(check)
+        if redraw:
+            self.recall_image.value = recall_png(check)
         head = "".join(f"<th colspan='3'>{html.escape(label)}</th>" for label in check.labels)
         sub_head = "<th>sent</th><th>share</th><th>reply</th>" * len(check.labels)
         rows = []
