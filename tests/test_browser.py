@@ -3,8 +3,9 @@
 Opens a copy of `notebooks/04_summarize_and_continue.ipynb` in JupyterLab, runs every
 cell, then uses the chat widget the way a learner does: lowers "fold after" with the
 keyboard (the payload panel re-plans: a fold is pending), types a message, clicks Send,
-waits for the reply in the conversation panel, and saves a screenshot of the widget to
-`docs/images/chat_widget.png` (the README shows it).
+waits for the reply in the conversation panel, clicks "Ask the facts back" and waits for
+the recall panel, and saves a screenshot of the widget to `artifacts/chat_widget.png`
+(`UPDATE_SCREENSHOT=1` also to `docs/images/chat_widget.png`, which the README shows).
 
 Needs Debian's `chromium` and `chromium-driver` (/usr/bin/chromium, /usr/bin/chromedriver)
 and the `selenium` package. Skipped with the reason when one is missing, except in CI
@@ -90,7 +91,9 @@ def _wait(condition, timeout: float, what: str, interval: float = 0.5, diagnosti
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r}){diagnostics()}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r}){diagnostics()}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +175,7 @@ def driver(browser_available, tmp_path_factory):
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage", "--no-default-browser-check", "--hide-scrollbars",
-        "--window-size=1600,1400", f"--user-data-dir={profile}",
+        "--window-size=1600,1900", f"--user-data-dir={profile}",
     ):
         options.add_argument(argument)
     service = Service(str(CHROMEDRIVER), log_output=str(profile / "chromedriver.log"))
@@ -259,16 +262,22 @@ def test_notebook_04_widget_in_jupyterlab(lab, driver):
     widget = _wait(lambda: driver.find_element(By.CSS_SELECTOR, ".chat-widget"), 60, "the chat widget")
     for part in (".chat-widget-log", ".chat-widget-payload", ".chat-widget-summary", ".chat-widget-busy",
                  ".chat-widget-progress", "button.chat-widget-send", ".chat-widget-input input",
-                 "img.chat-widget-context", "img.chat-widget-chart"):
+                 "img.chat-widget-context", "img.chat-widget-chart", "button.chat-widget-recall-button",
+                 ".chat-widget-recall", "img.chat-widget-recall-chart"):
         assert widget.find_elements(By.CSS_SELECTOR, part), f"the widget has no {part}"
-    for image in widget.find_elements(By.CSS_SELECTOR, "img.chat-widget-context, img.chat-widget-chart"):
+    images = "img.chat-widget-context, img.chat-widget-chart, img.chat-widget-recall-chart"
+    for image in widget.find_elements(By.CSS_SELECTOR, images):
         assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 100;", image), \
-            "the context bar and the per-turn chart are drawn"
+            "the context bar, the per-turn chart and the recall chart are drawn"
     log = widget.find_element(By.CSS_SELECTOR, ".chat-widget-log")
     assistant_before = log.get_attribute("innerHTML").count("<b>assistant</b>")
     assert assistant_before == 14, "the notebook replayed 14 turns through the widget"
     summary_text = widget.find_element(By.CSS_SELECTOR, ".chat-widget-summary").text
-    assert summary_text.strip() and "no summary yet" not in summary_text, "the replay folded turns into a summary"
+    assert "no summary yet" not in summary_text, "the replay folded turns into a summary"
+    for statement in ("My name is Maya", "allergic to shellfish", "14 April", "3,200 dollars"):
+        assert statement in summary_text, f"the summary keeps the user's statement {statement!r}: {summary_text}"
+    recall = widget.find_element(By.CSS_SELECTOR, ".chat-widget-recall")
+    assert "after turn 14" in recall.text and "summary buffer" in recall.text, "the notebook asked the facts back"
     driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", widget)
 
     # Lower "fold after" with the keyboard: the payload panel re-plans (a fold is now pending).
@@ -299,20 +308,30 @@ def test_notebook_04_widget_in_jupyterlab(lab, driver):
     last_reply = log.find_elements(By.CSS_SELECTOR, "span")[-1].text
     assert last_reply.startswith("assistant:") and len(last_reply) > len("assistant: "), last_reply
     busy_seen = driver.execute_script("return window.__chatBusySeen;")
-    assert any("Summarizing" in text for text in busy_seen), f"no summarizing indicator seen: {busy_seen}"
+    # The fold itself copies the user's statements, with no model call: too quick to be sure to see.
     assert any("Waiting for the model" in text for text in busy_seen), f"no waiting indicator seen: {busy_seen}"
     assert widget.find_element(By.CSS_SELECTOR, ".chat-widget-busy").text.strip() == "", "the indicator cleared"
     assert "messages folded" in status.text, "fold after = 4: turn 15 folded first"
     summary = widget.find_element(By.CSS_SELECTOR, ".chat-widget-summary")
-    if "summary updated" in status.text:  # the summarizer wrote new text (it may, rarely, repeat itself)
+    if "summary updated" in status.text:  # the folded turns held a new statement
         assert "updated at turn 15" in summary.text, "the changed summary is highlighted"
-    else:
-        assert "rewritten at turn 15" in summary.text
+    else:  # the folded turns held only questions: nothing new to copy
+        assert "folded at turn 15, summary unchanged" in summary.text
+    assert "measured after turn 14; the chat is at turn 15" in recall.text, "the recall panel says it is stale"
     # The box is empty again and the payload panel previews the history alone (no "new" row).
     assert box.get_attribute("value") == ""
     rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in payload.find_elements(By.TAG_NAME, "tr")]
     rows = [row for row in rows if row]  # the header row has th, not td
     assert rows and all(row[1] != "new" for row in rows) and rows[-1][2] == "assistant", rows
+
+    # Ask the facts back: the recall panel is measured again, after turn 15.
+    widget.find_element(By.CSS_SELECTOR, "button.chat-widget-recall-button").click()
+    _wait(lambda: "recall measured after turn 15" in status.text, REPLY, "the recall panel after turn 15",
+          diagnostics=diagnostics)
+    busy_seen = driver.execute_script("return window.__chatBusySeen;")
+    assert any("Asking 4 facts back" in text for text in busy_seen), f"no recall indicator seen: {busy_seen}"
+    assert "after turn 15" in recall.text and "measured after turn 14" not in recall.text
+    assert "window of the same 2 turns" in recall.text, recall.text
 
     # The screenshot for the README: the whole widget, every panel.
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def context_bar_png(plan: Plan, *, width: float = 6.6) -> bytes:
     return _png(figure)
 
 
-def turn_chart_png(records: Sequence[TurnRecord], budget: int, *, width: float = 6.6) -> bytes:
+def turn_chart_png(records: Sequence[TurnRecord], budget: int, *, width: float = 5.6) -> bytes:
     """What filled each turn's prompt (stacked bars by part), the raw-history ghost line, the budget and the folds.
 
     Records made before turns kept their parts (no `parts`) are drawn as one bar of their prompt tokens.
@@ -76,7 +76,7 @@ def turn_chart_png(records: Sequence[TurnRecord], budget: int, *, width: float =
     ax.set_title("What filled each turn's prompt", fontsize=10)
     ax.set_xlim(0.4, max(numbers, default=1) + 0.6)
     ax.set_ylim(0, max([budget] + [r.raw_tokens for r in records]) * 1.1)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside: the bars stay clear
     return _png(figure)
 
 
