@@ -28,7 +28,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ..backend.client import count_tokens, current_settings
 from ..backend.usage import read_usage
@@ -44,10 +44,9 @@ from ..history import (
     trim_to_budget,
 )
 from ..payload import assistant_message
+from ..recall import RecallUnavailableError, answer_shares
+from ..strategies import RECALL_PROBE, Fact, Run, recall_rows
 from ..types import Message, TokenCounter
-
-if TYPE_CHECKING:
-    from ..strategies import Fact
 
 Strategy = Literal["raw", "window", "summary"]
 STRATEGIES: tuple[str, ...] = ("raw", "window", "summary")
@@ -466,9 +465,6 @@ class ChatSession:
         (corrected for guessing), and the words of a `reply_tokens`-token reply. One payload's facts
         are all measured before the next payload's, so the model's cached prefix is reused.
         """
-        from ..recall import RecallUnavailableError, answer_shares
-        from ..strategies import RECALL_PROBE, Run, recall_rows
-
         if not facts:
             raise ChatSessionError("give the planted facts to ask back (a Conversation's .facts)")
         started = time.perf_counter()

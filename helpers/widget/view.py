@@ -10,12 +10,10 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..strategies import Fact
 from .session import PART_COLOURS, PARTS, STRATEGIES, ChatSession, ChatSessionError, Plan, RecallCheck, TurnRecord
-
-if TYPE_CHECKING:
-    from ..strategies import Fact
 
 # --- drawing (matplotlib, without pyplot's global state) ----------------------------
 
@@ -83,8 +81,8 @@ def turn_chart_png(records: Sequence[TurnRecord], budget: int, *, width: float =
 def recall_png(check: RecallCheck, *, width: float = 6.6) -> bytes:
     """Each planted fact's share for the right answer (corrected for guessing), one bar per payload.
 
-    Under each bar: whether the fact was in what was sent and whether the short reply named it.
-    Where the server gave no log-probabilities, the panel says so instead of drawing shares.
+    Above each bar: whether the fact was in what was sent and whether the short reply named it.
+    Where the server gave no log-probabilities, the bars stay empty and the title says so.
     """
     from matplotlib.figure import Figure
 
