@@ -392,8 +392,20 @@ def statements(text: str) -> list[str]:
             kept.append(sentence)
         elif sentence.rstrip().endswith("?"):
             clauses = [clause.strip() for clause in re.split(r",\s+", sentence)]
-            kept += [clause for clause in clauses[:-1] if len(clause.split()) >= 2]
+            kept += [clause for clause in clauses[:-1] if len(clause.split()) >= 2 and not _asks(clause)]
     return kept
+
+
+# Words that open a question ("What is a ryokan, and ...?"): a clause starting with one asks, it does not tell.
+QUESTION_OPENERS = frozenset(
+    "what which who whom whose where when why how is are am was were do does did can could should would will shall "
+    "may might must".split()
+)
+
+
+def _asks(clause: str) -> bool:
+    first = clause.split()[0].strip("\"'(").lower()
+    return first in QUESTION_OPENERS
 
 
 def _notes(summary: str) -> list[str]:

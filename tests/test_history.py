@@ -469,6 +469,7 @@ def test_statements_are_sentences_that_tell_not_ask():
         "We have 1,800 euros, hotel included.",
     ]
     assert statements("Thanks! Is Porto worth it? Hi, can you help?") == []
+    assert statements("What is a ryokan, and should I stay in one?") == [], "a clause that asks is not kept"
 
 
 def test_user_statements_copy_the_users_statements_and_call_no_model():
