@@ -109,7 +109,7 @@ class Setting:
 
 def thread_settings() -> list[Setting]:
     """get_client() as configured, and the direct settings of the issue's table (1-2 decode threads, OpenMP)."""
-    batch = str(ThreadSettings.from_environment().batch)
+    batch = str(ThreadSettings.from_environment().batch or min(os.cpu_count() or 2, 4))
     settings = [Setting("get_client() (embedded defaults)", ("client",), ())]
     for policy in (None, "PASSIVE"):
         for decode in ("1", "2"):
@@ -291,9 +291,9 @@ def main(argv: list[str] | None = None) -> None:
 
     threads = ThreadSettings.from_environment()
     print(
-        f"Embedded {EMBEDDED_MODEL}: decode threads {threads.decode}, prompt threads {threads.batch}, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (set by helpers.backend.embedded unless "
-        f"given); sampling temperature {DEFAULT_TEMPERATURE}, top_p {DEFAULT_TOP_P}, seed {DEFAULT_SEED}\n"
+        f"Embedded {EMBEDDED_MODEL}: {threads.describe()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"sampling temperature {DEFAULT_TEMPERATURE}, top_p {DEFAULT_TOP_P}, seed {DEFAULT_SEED}\n"
     )
     if not args.skip_threads:
         rates = generation_by_setting(args.repeats, args.max_tokens)

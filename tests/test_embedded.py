@@ -1,6 +1,7 @@
 """The embedded model behind the real openai SDK: responses, usage, caching, errors."""
 
 import json
+import os
 
 import openai
 import pytest
@@ -78,6 +79,19 @@ def test_seeded_sampling_by_default_so_repeatable(client, model_name):
     client.chat.completions.create(model=model_name, messages=CONVERSATIONS["one user message"], max_tokens=5)
     second = client.chat.completions.create(model=model_name, messages=messages, max_tokens=25)
     assert first.choices[0].message.content == second.choices[0].message.content
+
+
+def test_embedded_seed_sets_the_default_seed_a_request_can_override(embedded_model, client, model_name, monkeypatch):
+    messages = CONVERSATIONS["system and user"]
+
+    def reply(**options) -> str:
+        response = client.chat.completions.create(model=model_name, messages=messages, max_tokens=40, **options)
+        return response.choices[0].message.content
+
+    default = reply()
+    assert reply(seed=0) == default, "EMBEDDED_SEED unset: seed 0"
+    monkeypatch.setattr(embedded_model, "default_seed", 12345)
+    assert reply() == reply(seed=12345) != default, "another default seed: another sample"
 
 
 def test_cached_tokens_report_the_reused_prefix(client, model_name):
@@ -413,10 +427,45 @@ def test_bad_context_size_is_a_named_configuration_error(monkeypatch, value):
         env_int("EMBEDDED_N_CTX", DEFAULT_N_CTX, 512, 8192)
 
 
-def test_thread_settings_default_to_one_decode_thread(monkeypatch):
+def test_threads_follow_the_idle_cores_unless_fixed(monkeypatch):
+    from helpers.backend import embedded
     from helpers.backend.embedded import ThreadSettings
 
     monkeypatch.delenv("EMBEDDED_THREADS", raising=False)
-    assert ThreadSettings.from_environment().decode == 1
+    monkeypatch.delenv("EMBEDDED_BATCH_THREADS", raising=False)
+    adaptive = ThreadSettings.from_environment()
+    assert adaptive.decode is None and adaptive.batch is None
+    monkeypatch.setattr(embedded, "idle_cores", lambda: 0)
+    assert adaptive.fit() == (1, 1), "a busy machine: one thread, no spinning against other work"
+    monkeypatch.setattr(embedded, "idle_cores", lambda: 16)
+    assert adaptive.fit() == (adaptive.cap, adaptive.cap), "an idle machine: every core, up to the cap"
     monkeypatch.setenv("EMBEDDED_THREADS", "2")
-    assert ThreadSettings.from_environment().decode == 2
+    assert ThreadSettings.from_environment().fit()[0] == 2, "a fixed count wins"
+
+
+def test_embedded_seed_is_checked(monkeypatch):
+    from helpers import ConfigurationError
+    from helpers.backend.embedded import load_embedded_model
+
+    monkeypatch.setenv("EMBEDDED_SEED", "minus one")
+    with pytest.raises(ConfigurationError, match="EMBEDDED_SEED"):
+        load_embedded_model.__wrapped__()  # past the cache: checked before any model loads
+
+
+def test_idle_cores_reads_the_machine():
+    from helpers.backend.embedded import idle_cores
+
+    assert 0 <= idle_cores() <= (os.cpu_count() or 1)
+
+
+def test_each_call_sets_the_thread_count_it_fits(embedded_model, client, model_name, monkeypatch):
+    import llama_cpp
+
+    from helpers.backend import embedded
+
+    monkeypatch.setattr(embedded, "idle_cores", lambda: 0)
+    client.chat.completions.create(model=model_name, messages=CONVERSATIONS["one user message"], max_tokens=2)
+    assert llama_cpp.llama_n_threads(embedded_model.llm.ctx) == 1
+    monkeypatch.setattr(embedded, "idle_cores", lambda: 2)
+    client.chat.completions.create(model=model_name, messages=CONVERSATIONS["one user message"], max_tokens=2)
+    assert llama_cpp.llama_n_threads(embedded_model.llm.ctx) == min(2, embedded_model.threads.cap)

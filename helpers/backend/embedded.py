@@ -51,11 +51,12 @@ from ..errors import ConfigurationError, EmbeddedModelError
 from ._http import httpx
 from .config import EMBEDDED_MODEL
 
-# llama.cpp's OpenMP threads spin while they wait for work. On a busy machine (a notebook beside a
-# browser, or two kernels on two cores) spinning threads starve each other. Only prompt processing
-# uses more than one thread here (see DEFAULT_DECODE_THREADS), and passive waits cost it nothing
-# measurable. Read when llama_cpp loads; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Threads: llama.cpp's OpenMP threads spin while they wait for work. On an idle machine that makes two
+# decode threads fast (a 135M model's decode step is tiny, and sleeping between steps costs more than the
+# step: with OMP_WAIT_POLICY=PASSIVE, 2 threads decoded at a third of the speed); on a busy one (two
+# kernels on two cores) spinning threads starve each other. So the thread count follows the free cores,
+# checked before every call (`ThreadSettings.fit`): as many threads as idle cores, one when none is idle.
+# `python -m helpers.bench --under-load` measures both cases. EMBEDDED_THREADS fixes the count.
 
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_N_CTX = 4096
@@ -64,10 +65,6 @@ DEFAULT_SEED = 0
 # The model card's advice for SmolLM2-Instruct. Greedy decoding loops on a model this small.
 DEFAULT_TEMPERATURE = 0.2
 DEFAULT_TOP_P = 0.9
-# One decode thread: a 135M model's decode step is so small that a second thread costs more in
-# synchronisation than it gains (python -m helpers.bench --threads measures it). Prompt processing
-# is a batch, and uses every core.
-DEFAULT_DECODE_THREADS = 1
 # DRY ("don't repeat yourself", llama.cpp's sampler): a token that would extend a sequence the assistant
 # already wrote in an earlier reply is penalised, more the longer the repeat. Without it a 135M model copies
 # its previous reply turn after turn (greedy or sampled). 0.8/1.75/2 are DRY's published defaults; the
@@ -313,7 +310,9 @@ def _grammar_source(response_format: Any) -> str | None:
     )
 
 
-def parse_request(body: Any, model_name: str, default_max_tokens: int) -> tuple[list[dict[str, str]], Sampling]:
+def parse_request(
+    body: Any, model_name: str, default_max_tokens: int, default_seed: int = DEFAULT_SEED
+) -> tuple[list[dict[str, str]], Sampling]:
     """Validate a chat-completions request body as OpenAI would; return its messages and sampling settings."""
     if not isinstance(body, Mapping):
         raise _bad("The request body must be a JSON object.")
@@ -367,7 +366,7 @@ def parse_request(body: Any, model_name: str, default_max_tokens: int) -> tuple[
         max_tokens=max_tokens if max_tokens is not None else default_max_tokens,
         temperature=_number(body, "temperature", DEFAULT_TEMPERATURE, 0.0, 2.0),
         top_p=_number(body, "top_p", DEFAULT_TOP_P, 0.0, 1.0),
-        seed=(DEFAULT_SEED if seed is None else seed) % 2**32,  # llama.cpp's seed is 32-bit
+        seed=(default_seed if seed is None else seed) % 2**32,  # llama.cpp's seed is 32-bit
         top_k=40 if top_k is None else top_k,
         min_p=_number(extensions, "min_p", 0.05, 0.0, 1.0),
         repeat_penalty=_number(extensions, "repeat_penalty", 1.0, 0.0, 10.0),
@@ -403,6 +402,8 @@ class EmbeddedModel:
     llm: Any
     name: str = EMBEDDED_MODEL
     default_max_tokens: int = DEFAULT_MAX_TOKENS
+    default_seed: int = DEFAULT_SEED
+    threads: ThreadSettings | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -425,6 +426,16 @@ class EmbeddedModel:
     @property
     def n_ctx(self) -> int:
         return int(self.llm.n_ctx())
+
+    def _fit_threads(self) -> None:
+        """Set the thread counts for the next decode from the idle cores (the caller holds the lock)."""
+        if self.threads is None:
+            return
+        import llama_cpp
+
+        decode, batch = self.threads.fit()
+        if (decode, batch) != (llama_cpp.llama_n_threads(self.llm.ctx), llama_cpp.llama_n_threads_batch(self.llm.ctx)):
+            llama_cpp.llama_set_n_threads(self.llm.ctx, decode, batch)
 
     # --- the prompt: the chat template's markup as control tokens, message text as text ---------
 
@@ -586,6 +597,7 @@ class EmbeddedModel:
         value (``StopIteration.value``) is the `Generation`.
         """
         llm = self.llm
+        self._fit_threads()
         sampler = self._sampler(sampling, own)
         result = Generation()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -641,7 +653,7 @@ class EmbeddedModel:
 
     def prepare(self, body: Any) -> tuple[list[int], list[int], Sampling]:
         """Validate a request body; its prompt tokens, the assistant's earlier replies in it, and its sampling."""
-        messages, sampling = parse_request(body, self.name, self.default_max_tokens)
+        messages, sampling = parse_request(body, self.name, self.default_max_tokens, self.default_seed)
         tokens, own = self._prompt(messages)
         self._check_fits(len(tokens), sampling.max_tokens)
         return tokens, own, sampling
@@ -780,6 +792,7 @@ class EmbeddedModel:
         base = context + prefix[:start]
         scores: dict[str, float] = {}
         with self.lock:
+            self._fit_threads()
             base_logprobs = self._evaluate(base)
             for candidate, answer in answers.items():
                 own = answer[start:]
@@ -824,20 +837,65 @@ def env_int(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def idle_cores() -> int:
+    """Cores no other process is running on right now.
+
+    Linux: the runnable count of /proc/loadavg, less this process's own running threads (the one asking,
+    and llama.cpp's workers still spinning after the last call); elsewhere, the one-minute load average.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        with open("/proc/loadavg", encoding="ascii") as loadavg:
+            runnable = int(loadavg.read().split()[3].split("/")[0])
+        running = runnable - _own_running_threads()
+    except (OSError, ValueError, IndexError):
+        running = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(cores - max(running, 0), 0)
+
+
+def _own_running_threads() -> int:
+    """Threads of this process in state R (running or runnable), from /proc/self/task."""
+    running = 0
+    for task in os.scandir("/proc/self/task"):
+        try:
+            with open(f"{task.path}/stat", encoding="ascii", errors="replace") as stat:
+                running += stat.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue
+    return running
+
+
 @dataclass(frozen=True)
 class ThreadSettings:
-    """Threads for decoding (one token at a time) and for prompt processing (a batch)."""
+    """Threads for decoding (one token at a time) and for prompt processing (a batch).
 
-    decode: int
-    batch: int
+    `None` means "follow the machine": as many threads as idle cores (at least 1, at most `cap`), looked up
+    before each call, so a kernel alone on the machine decodes on every core and two kernels sharing it
+    take one core each instead of spinning against each other. EMBEDDED_THREADS / EMBEDDED_BATCH_THREADS fix
+    a count instead.
+    """
+
+    decode: int | None
+    batch: int | None
+    cap: int = 4
 
     @classmethod
     def from_environment(cls) -> "ThreadSettings":
         cores = os.cpu_count() or 2
-        return cls(
-            decode=env_int("EMBEDDED_THREADS", DEFAULT_DECODE_THREADS, 1, 4 * cores),
-            batch=env_int("EMBEDDED_BATCH_THREADS", min(cores, 4), 1, 4 * cores),
-        )
+        decode = env_int("EMBEDDED_THREADS", 0, 0, 4 * cores) or None
+        batch = env_int("EMBEDDED_BATCH_THREADS", 0, 0, 4 * cores) or None
+        return cls(decode, batch, min(cores, 4))
+
+    def fit(self) -> tuple[int, int]:
+        """(decode threads, prompt threads) for the next call."""
+        free = max(1, min(idle_cores(), self.cap)) if self.decode is None or self.batch is None else 0
+        return self.decode or free, self.batch or free
+
+    def describe(self) -> str:
+        def one(value: int | None) -> str:
+            return str(value) if value else f"follows the idle cores (1-{self.cap})"
+
+        return f"decode threads {one(self.decode)}, prompt threads {one(self.batch)}"
 
 
 @lru_cache(maxsize=1)
@@ -845,7 +903,9 @@ def load_embedded_model() -> EmbeddedModel:
     """Load SmolLM2-135M-Instruct once per process (about 0.1 s).
 
     `EMBEDDED_N_CTX` (context window), `EMBEDDED_MAX_TOKENS` (reply cap when a request gives none),
-    `EMBEDDED_THREADS` and `EMBEDDED_BATCH_THREADS` are read here; a bad value is a `ConfigurationError`.
+    `EMBEDDED_SEED` (the sampling seed when a request gives none: another seed is another run of the
+    same notebook), `EMBEDDED_THREADS` and `EMBEDDED_BATCH_THREADS` are read here; a bad value is a
+    `ConfigurationError`.
     """
     try:
         from llama_cpp import Llama
@@ -856,19 +916,21 @@ def load_embedded_model() -> EmbeddedModel:
         ) from error
     n_ctx = env_int("EMBEDDED_N_CTX", DEFAULT_N_CTX, 512, 8192)  # 8192: SmolLM2's training context
     max_tokens = env_int("EMBEDDED_MAX_TOKENS", DEFAULT_MAX_TOKENS, 1, n_ctx - 1)
+    seed = env_int("EMBEDDED_SEED", DEFAULT_SEED, 0, 2**32 - 1)
     threads = ThreadSettings.from_environment()
+    decode, batch = threads.fit()
     llm = Llama(
         model_path=str(gguf_path()),
         n_ctx=n_ctx,
-        n_threads=threads.decode,
-        n_threads_batch=threads.batch,
+        n_threads=decode,
+        n_threads_batch=batch,
         seed=DEFAULT_SEED,
         verbose=False,
     )
     # Free the model while the interpreter is still whole; llama-cpp's own __del__
     # at shutdown otherwise prints a TypeError as modules are torn down.
     atexit.register(llm.close)
-    return EmbeddedModel(llm, default_max_tokens=max_tokens)
+    return EmbeddedModel(llm, default_max_tokens=max_tokens, default_seed=seed, threads=threads)
 
 
 class _EventStream(httpx.SyncByteStream):
