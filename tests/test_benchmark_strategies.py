@@ -26,7 +26,7 @@ def number(text: str) -> int:
 
 
 def test_tiny_benchmark_prints_costs_and_recall_three_ways():
-    result = run("--turns", "5", "--max-tokens", "8", "--window-turns", "1", "--budget", "150", "--threshold", "2",
+    result = run("--turns", "4", "--max-tokens", "8", "--window-turns", "1", "--budget", "150", "--threshold", "4",
                  "--keep-turns", "1", "--warmup", "1", "--designs", "statements", "rewrite",
                  "--conversation", str(ROOT / "data" / "long_conversation.json"))
     assert result.returncode == 0, result.stderr
