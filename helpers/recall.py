@@ -130,8 +130,8 @@ def answer_shares(
     raw = softmax(scores)
     if not calibrate:
         return AnswerShares(raw, method, exact, scores, raw)
-    system_only = [dict(m) for m in messages if m.get("role") in ("system", "developer")][:1]
-    prior_scores = _prior(client, tuple(system_only), question_message, answer_prefix, tuple(candidates), model)
+    prior_scores = guess_scores(client, messages, question_message, answer_prefix=answer_prefix,
+                                candidates=candidates, model=model)
     corrected = softmax({c: scores[c] - prior_scores[c] for c in candidates})
     return AnswerShares(
         corrected,
@@ -159,6 +159,28 @@ def _scores(
 
 
 _PRIORS: dict[Any, dict[str, float]] = {}
+
+
+def guess_scores(
+    client: Any,
+    messages: Sequence[Message],
+    question: str | Message,
+    *,
+    answer_prefix: str,
+    candidates: Sequence[str],
+    model: str | None = None,
+) -> dict[str, float]:
+    """The candidates' scores after the system message of `messages` alone: the guess `answer_shares`
+    corrects for. Memoised, so a second strategy asking the same question reuses it."""
+    system_only = [dict(m) for m in messages if m.get("role") in ("system", "developer")][:1]
+    return _prior(
+        client,
+        tuple(system_only),
+        _question_message(question),
+        answer_prefix,
+        tuple(_check_candidates(candidates)),
+        model or current_settings().model,
+    )
 
 
 def _prior(

@@ -41,7 +41,7 @@ from .backend.usage import read_usage
 from .errors import HelpersError
 from .history import BufferSettings, Summarizer, SummaryBuffer, sliding_window, trim_to_budget
 from .payload import assistant_message
-from .recall import RecallUnavailableError, answer_shares
+from .recall import RecallUnavailableError, answer_shares, guess_scores
 from .types import Message
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -511,11 +511,10 @@ def _prime_priors(client: Any, run: Run, facts: dict[str, Fact], questions: dict
     """Score every fact's guess (system message only) first: the long context then stays in the KV cache."""
     for name, fact in facts.items():
         if fact.scorable:
-            system = [m for m in run.next_payload(questions[name])[:1] if m.get("role") == "system"]
             try:
-                answer_shares(
+                guess_scores(
                     client,
-                    system,
+                    run.next_payload(questions[name])[:1],
                     questions[name],
                     answer_prefix=fact.answer_prefix,
                     candidates=fact.candidates,

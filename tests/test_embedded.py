@@ -111,6 +111,46 @@ def test_cached_tokens_report_the_reused_prefix(client, model_name):
     assert third.usage.prompt_tokens_details.cached_tokens < 5  # only the template's opening tokens match
 
 
+def test_a_long_history_evicted_by_another_prompt_is_restored_from_a_snapshot(
+    embedded_model, client, model_name, monkeypatch
+):
+    from helpers.backend import embedded
+
+    monkeypatch.setattr(embedded_model, "snapshots", [])
+    notes = " ".join(f"Day {day}: a temple, a garden and a long lunch." for day in range(1, 40))
+    history = [SYSTEM, {"role": "user", "content": f"My plan so far. {notes} What should I change?"}]
+    assert count_tokens(history) > embedded.SNAPSHOT_MIN_TOKENS
+
+    def ask(messages):
+        return client.chat.completions.create(model=model_name, messages=messages, max_tokens=8, temperature=0)
+
+    first = ask(history)
+    ask([{"role": "user", "content": "Something else entirely."}])  # evicts the history from the KV cache
+    assert len(embedded_model.snapshots) == 1, "the evicted history was copied first"
+    again = ask(history)
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+    assert again.choices[0].message.content == first.choices[0].message.content, "the restored state is exact"
+
+
+def test_short_prompts_take_no_snapshot_and_snapshots_stay_within_their_budget(
+    embedded_model, client, model_name, monkeypatch
+):
+    from helpers.backend import embedded
+
+    monkeypatch.setattr(embedded, "SNAPSHOT_TOKENS_KEPT", 900)
+    client.chat.completions.create(model=model_name, messages=[{"role": "user", "content": "Hi."}], max_tokens=2)
+    monkeypatch.setattr(embedded_model, "snapshots", [])  # what an earlier test left in the cache is gone
+    for text in ("Hello!", "Hi there."):
+        client.chat.completions.create(model=model_name, messages=[{"role": "user", "content": text}], max_tokens=2)
+    assert embedded_model.snapshots == [], "a short prompt is cheaper to compute again than to copy"
+    for topic in ("temples", "gardens", "markets", "trains"):
+        long_prompt = [{"role": "user", "content": f"Tell me about {topic}. " + "Kyoto has many. " * 80}]
+        client.chat.completions.create(model=model_name, messages=long_prompt, max_tokens=2)
+    client.chat.completions.create(model=model_name, messages=[{"role": "user", "content": "Bye."}], max_tokens=2)
+    kept = [len(snapshot.tokens) for snapshot in embedded_model.snapshots]
+    assert kept and sum(kept) <= 900
+
+
 def test_context_over_the_window_is_openais_error(client, model_name, embedded_model):
     long_text = "Tell me about Kyoto. " * (embedded_model.n_ctx // 3)
     with pytest.raises(openai.BadRequestError) as caught:
@@ -463,9 +503,10 @@ def test_each_call_sets_the_thread_count_it_fits(embedded_model, client, model_n
 
     from helpers.backend import embedded
 
+    monkeypatch.setattr(embedded_model, "threads", embedded.ThreadSettings(None, None, 2))  # make test fixes them
     monkeypatch.setattr(embedded, "idle_cores", lambda: 0)
     client.chat.completions.create(model=model_name, messages=CONVERSATIONS["one user message"], max_tokens=2)
     assert llama_cpp.llama_n_threads(embedded_model.llm.ctx) == 1
     monkeypatch.setattr(embedded, "idle_cores", lambda: 2)
     client.chat.completions.create(model=model_name, messages=CONVERSATIONS["one user message"], max_tokens=2)
-    assert llama_cpp.llama_n_threads(embedded_model.llm.ctx) == min(2, embedded_model.threads.cap)
+    assert llama_cpp.llama_n_threads(embedded_model.llm.ctx) == 2

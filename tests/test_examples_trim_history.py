@@ -62,7 +62,7 @@ def test_budget_fits_every_turn_in_the_budget(example, capsys):
 
 
 def test_summary_folds_and_the_quiz_reports_recall(example, capsys):
-    code, out, turns, total = run(example, capsys, "--strategy", "summary", "--turns", "4", "--keep-turns", "1",
+    code, out, turns, total = run(example, capsys, "--strategy", "summary", "--turns", "3", "--keep-turns", "1",
                                   "--threshold", "2", "--max-tokens", "8", "--summarizer", "rewrite", "--quiz")
     assert code == 0, out.err
     folds = [t for t in turns if t[5]]
