@@ -183,12 +183,11 @@ def sdk_overhead(repeats: int, max_tokens: int) -> dict[str, float]:
     }
     direct_times, sdk_times, completion_tokens, prompt_tokens, same_text = [], [], [], 0, 0
     for _ in range(repeats):
+        model.empty_cache()
         with model.lock:
-            model.llm.reset()
             seconds, result = _time(lambda: model.llm.create_chat_completion(messages=messages, **options))
         direct_times.append(seconds)
-        with model.lock:
-            model.llm.reset()
+        model.empty_cache()
         seconds, response = _time(
             lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=messages, **options)
         )
@@ -222,14 +221,12 @@ def model_speed(repeats: int, max_tokens: int = 128) -> dict[str, float]:
     long_prompt = _history() + [LONG_ANSWER]
     prompt_rates, generation_rates = [], []
     for _ in range(repeats):
-        with model.lock:
-            model.llm.reset()
+        model.empty_cache()
         prefill_s, prefill = _time(
             lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=long_prompt, max_tokens=1)
         )
         prompt_rates.append(prefill.usage.prompt_tokens / prefill_s)
-        with model.lock:
-            model.llm.reset()
+        model.empty_cache()
         total_s, full = _time(
             lambda: client.chat.completions.create(model=EMBEDDED_MODEL, messages=long_prompt, max_tokens=max_tokens)
         )
@@ -253,14 +250,12 @@ def cached_prefix_speedup(repeats: int) -> dict[str, float]:
 
     warm_times, cold_times, cached = [], [], 0
     for _ in range(repeats):
-        with model.lock:
-            model.llm.reset()
+        model.empty_cache()
         ask(history[:-1])  # the previous turn's call leaves its prompt in the KV cache
         seconds, response = _time(lambda: ask(final))
         warm_times.append(seconds)
         cached = response.usage.prompt_tokens_details.cached_tokens
-        with model.lock:
-            model.llm.reset()
+        model.empty_cache()
         seconds, cold = _time(lambda: ask(final))
         cold_times.append(seconds)
         if cold.usage.prompt_tokens_details.cached_tokens != 0:

@@ -37,14 +37,24 @@ def test_envcheck_command_exits_zero():
     assert "All good" in result.stdout
 
 
-def test_bench_prints_every_figure_and_the_ratio_to_direct_llama_cpp():
-    result = subprocess.run(
-        [sys.executable, "-m", "helpers.bench", "--repeats", "1", "--max-tokens", "8"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    for figure in ("get_client() / best direct", "n_threads=1", "OMP_WAIT_POLICY=unset", "overhead", "tokens/s",
-                   "speed-up x"):
-        assert figure in result.stdout, figure
-    ratio = float(re.search(r"get_client\(\) / best direct \(.*\): ([\d.]+)", result.stdout).group(1))
-    assert ratio > 0
+def test_bench_prints_every_figure_in_process(capsys):
+    from helpers import bench
+
+    bench.main(["--repeats", "1", "--max-tokens", "8", "--skip-threads"])
+    out = capsys.readouterr().out
+    for figure in ("decode threads", "overhead", "prompt processing", "tokens/s", "speed-up x"):
+        assert figure in out, figure
+
+
+def test_thread_table_times_fresh_processes_and_prints_the_ratio_to_direct_llama_cpp(monkeypatch, capsys):
+    from helpers import bench
+
+    ours, direct = bench.thread_settings()[:2]  # get_client(), then direct Llama with 1 decode thread
+    assert ours.label.startswith("get_client") and "n_threads=1" in direct.label
+    monkeypatch.setattr(bench, "thread_settings", lambda: [ours, direct])
+    rates = bench.generation_by_setting(repeats=1, tokens=8)
+    ratio = bench.print_generation_table("1. generation", rates)
+    out = capsys.readouterr().out
+    assert all(rate > 0 for rate in rates.values()) and ratio > 0
+    found = re.search(r"get_client\(\) / best direct \(direct Llama n_threads=1 .*=unset\): ([\d.]+)", out)
+    assert found and float(found.group(1)) == round(ratio, 2)

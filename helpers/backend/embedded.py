@@ -513,6 +513,13 @@ class EmbeddedModel:
         _, shared = self._best_source(tokens)
         return min(shared, max(len(tokens) - 1, 0))
 
+    def empty_cache(self) -> None:
+        """Forget every cached prefix, live and snapshot: the next prompt is computed from its first token."""
+        with self.lock:
+            self.llm.reset()
+            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            self.snapshots.clear()
+
     def _best_source(self, tokens: Sequence[int]) -> tuple[Snapshot | None, int]:
         """Where the longest cached prefix of `tokens` is: (None, n) for the live cache, else the snapshot."""
         live = _common_prefix(self.llm._input_ids[: self.llm.n_tokens], tokens)
