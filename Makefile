@@ -61,13 +61,14 @@ serve-lab:
 
 # LLM_PROVIDER=embedded: the suite always checks the offline default, whatever .env says.
 # ruff first (seconds); then pytest on every core (-n auto), each notebook on one worker (--dist loadscope:
-# its cells share a kernel), the 15 slowest items listed at the end. As many workers as cores, so each
+# its cells share a kernel) in the order conftest.py gives (the slowest first, not xdist's default of the
+# largest test count first, which left the one-test browser run for last), the 15 slowest items listed. As many workers as cores, so each
 # model gets one thread: threads that follow the idle cores would now and then see a core free for an
 # instant, take two, and spin against the other worker.
 test: setup
 	$(PY) -m ruff check .
 	LLM_PROVIDER=embedded EMBEDDED_THREADS=1 EMBEDDED_BATCH_THREADS=1 \
-		$(PY) -m pytest -n auto --dist loadscope --durations=15 \
+		$(PY) -m pytest -n auto --dist loadscope --no-loadscope-reorder --durations=15 \
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 test-fast: setup
