@@ -268,11 +268,21 @@ def summarize(
         messages=summary_request(messages, previous_summary, max_words=max_words, roles=roles),
         max_tokens=max_tokens,
     )
-    choice = response.choices[0]
-    truncated = choice.finish_reason == "length"
-    text = _clean_summary(choice.message.content or "", truncated)
+    text, truncated = _summary_reply(response)
     if not text:
         raise SummaryError("The summarizer returned no text; the history was left as it was.")
+    return _model_call(text, messages, response, truncated)
+
+
+def _summary_reply(response: Any) -> tuple[str, bool]:
+    """The reply's text, trimmed back to a full sentence if the cap cut it, and whether it was cut."""
+    choice = response.choices[0]
+    truncated = choice.finish_reason == "length"
+    return _clean_summary(choice.message.content or "", truncated), truncated
+
+
+def _model_call(text: str, messages: Sequence[Message], response: Any, truncated: bool) -> SummaryCall:
+    """A fold that made one model call: its text and the tokens `response` reports."""
     usage = read_usage(response.usage)
     return SummaryCall(
         text=text,
@@ -348,22 +358,12 @@ class FoldNotes:
         response = client.chat.completions.create(
             model=model or current_settings().model, messages=self.request(messages), max_tokens=self.max_tokens
         )
-        choice = response.choices[0]
-        truncated = choice.finish_reason == "length"
-        note = _clean_summary(choice.message.content or "", truncated)
-        usage = read_usage(response.usage)
+        note, truncated = _summary_reply(response)
         keep = note and "NONE" not in note.upper().split()
         text = "\n".join(line for line in (previous, f"- {note}" if keep else "") if line)
         if not text:
             raise SummaryError("The note-taker found nothing to note yet; the history was left as it was.")
-        return SummaryCall(
-            text=text,
-            folded_messages=len(messages),
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens or 0,
-            truncated=truncated,
-        )
+        return _model_call(text, messages, response, truncated)
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(A-Z0-9])")

@@ -28,7 +28,6 @@ and the words of a short reply (whole-word match).
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +38,7 @@ from typing import Any
 from .backend.client import count_tokens, current_settings
 from .backend.usage import read_usage
 from .errors import HelpersError
-from .history import BufferSettings, Summarizer, SummaryBuffer, sliding_window, trim_to_budget
+from .history import BufferSettings, Summarizer, SummaryBuffer, SummaryCall, sliding_window, trim_to_budget
 from .payload import assistant_message
 from .recall import RecallUnavailableError, answer_shares, guess_scores
 from .types import Message
@@ -297,13 +296,7 @@ def run_strategy(
     for turn, text in enumerate(conversation.turns[:turns], start=1):
         user = {"role": "user", "content": text}
         history.append(user)  # 1. append the user turn
-        call = None
-        if memory is not None:
-            memory.append(user)
-            call = memory.fold_if_needed(client)
-            sent = memory.payload()
-        else:
-            sent = payload(history)
+        sent, call = _next_request(user, history, memory, payload, client)
         response = client.chat.completions.create(model=model, messages=sent, max_tokens=settings.max_tokens)  # 2.
         reply = assistant_message(response)
         history.append(reply)  # 3. append the reply
@@ -320,6 +313,17 @@ def run_strategy(
     _finish(run, memory, payload, history)
     run.seconds = time.perf_counter() - start
     return run
+
+
+def _next_request(
+    user: Message, history: list[Message], memory: SummaryBuffer | None, payload: Any, client: Any
+) -> tuple[list[Message], SummaryCall | None]:
+    """What a strategy sends after the user turn `user` (already in `history`), and the fold it made, if any."""
+    if memory is None:
+        return payload(history), None
+    memory.append(user)
+    call = memory.fold_if_needed(client)
+    return memory.payload(), call
 
 
 def _finish(run: Run, memory: SummaryBuffer | None, payload: Any, history: list[Message]) -> None:
@@ -358,10 +362,6 @@ def record(
     return Recording(history, rows, time.perf_counter() - start)
 
 
-def _prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    return len(os.path.commonprefix([list(a), list(b)]))
-
-
 def replay_strategy(
     client: Any,
     strategy: str,
@@ -381,7 +381,7 @@ def replay_strategy(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    from .backend.embedded import load_embedded_model
+    from .backend.embedded import common_prefix, load_embedded_model
 
     model_tokens = load_embedded_model()
     model = model or current_settings().model
@@ -395,18 +395,12 @@ def replay_strategy(
     for turn, position in enumerate(range(1, len(recording.history), 2), start=1):
         user, reply = recording.history[position], recording.history[position + 1]
         history.append(user)
-        call = None
-        if memory is not None:
-            memory.append(user)
-            call = memory.fold_if_needed(client)
-            sent = memory.payload()
-        else:
-            sent = payload(history)
+        sent, call = _next_request(user, history, memory, payload, client)
         tokens = model_tokens.prompt_tokens(sent)
         if call:  # the fold's own requests sat in the cache in between
             previous_sequence = []
         prompt_tokens = int(count_tokens(sent))
-        shared = _prefix(previous_prompt, tokens)
+        shared = common_prefix(previous_prompt, tokens)
         provider_cached = (shared // 128) * 128 if shared >= 1024 else 0
         run.rows.append(
             {
@@ -414,7 +408,7 @@ def replay_strategy(
                 "messages sent": len(sent),
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": recording.rows[turn - 1]["completion_tokens"],
-                "cached_tokens": _prefix(previous_sequence, tokens[:-1]),
+                "cached_tokens": common_prefix(previous_sequence, tokens[:-1]),
                 "cached_tokens_openai_rule": provider_cached,
                 "summarizer_tokens": call.tokens if call else 0,
             }

@@ -522,10 +522,10 @@ class EmbeddedModel:
 
     def _best_source(self, tokens: Sequence[int]) -> tuple[Snapshot | None, int]:
         """Where the longest cached prefix of `tokens` is: (None, n) for the live cache, else the snapshot."""
-        live = _common_prefix(self.llm._input_ids[: self.llm.n_tokens], tokens)
+        live = common_prefix(self.llm._input_ids[: self.llm.n_tokens], tokens)
         best, shared = None, live
         for snapshot in self.snapshots:
-            length = _common_prefix(snapshot.tokens, tokens)
+            length = common_prefix(snapshot.tokens, tokens)
             if length > shared:
                 best, shared = snapshot, length
         if best is not None and shared - live < SNAPSHOT_MIN_TOKENS // 4:
@@ -546,7 +546,7 @@ class EmbeddedModel:
         if llama_cpp.llama_state_seq_get_data(ctx, state, size, 0) != size:
             return
         # A snapshot that this one extends is redundant.
-        self.snapshots = [s for s in self.snapshots if _common_prefix(s.tokens, tokens) < len(s.tokens)]
+        self.snapshots = [s for s in self.snapshots if common_prefix(s.tokens, tokens) < len(s.tokens)]
         self.snapshots.append(Snapshot(tokens, state))
         while sum(len(s.tokens) for s in self.snapshots) > SNAPSHOT_TOKENS_KEPT:
             self.snapshots.remove(min(self.snapshots, key=lambda s: len(s.tokens)))
@@ -810,11 +810,11 @@ class EmbeddedModel:
         """Put `tokens` in the KV cache (reusing the cached prefix); the log-probabilities of the next token."""
         llm = self.llm
         snapshot, shared = self._best_source(tokens)
-        live = shared if snapshot is None else _common_prefix(llm._input_ids[: llm.n_tokens], tokens)
+        live = shared if snapshot is None else common_prefix(llm._input_ids[: llm.n_tokens], tokens)
         self._take_snapshot(keep=live)
         if snapshot is not None:
             self._restore(snapshot)
-            shared = _common_prefix(llm._input_ids[: llm.n_tokens], tokens)
+            shared = common_prefix(llm._input_ids[: llm.n_tokens], tokens)
         shared = min(shared, len(tokens) - 1)  # evaluate at least the last token, for its logits
         llm.n_tokens = shared
         llm._ctx.kv_cache_seq_rm(-1, shared, -1)
@@ -845,7 +845,7 @@ class EmbeddedModel:
             for candidate in candidates
         }
         # Where the candidates start: after the prefix's tokens (earlier if one merges with the prefix's end).
-        start = min(len(os.path.commonprefix([prefix, answer])) for answer in answers.values())
+        start = min(common_prefix(prefix, answer) for answer in answers.values())
         base = context + prefix[:start]
         scores: dict[str, float] = {}
         with self.lock:
@@ -886,7 +886,7 @@ class Snapshot:
     state: Any  # a ctypes byte array
 
 
-def _common_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
+def common_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     """How many leading tokens the two sequences share."""
     length = min(len(cached), len(tokens))
     if not length:
