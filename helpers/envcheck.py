@@ -32,19 +32,14 @@ class Check:
 
 BACKEND_NEEDED = "valid settings (README, Providers)"
 
-# One greedy token from the embedded model, in a child process: a build of llama-cpp-python
-# that uses instructions this CPU refuses kills the child, not the caller.
+# One token from the embedded server, in a child process: an engine build that uses instructions this CPU
+# refuses kills the child, not the caller.
 _PROBE = (
-    "from helpers.backend.config import EMBEDDED_MODEL\n"
-    "from helpers.backend.embedded import load_embedded_model\n"
-    "load_embedded_model().chat({'model': EMBEDDED_MODEL, "
-    "'messages': [{'role': 'user', 'content': 'Hi'}], 'max_tokens': 1})\n"
+    "from helpers import MODEL, get_client\n"
+    "get_client().chat.completions.create(model=MODEL, messages=[{'role': 'user', 'content': 'Hi'}], max_tokens=1)\n"
 )
-# The rebuild the README gives: generic AVX2 code, no -march=native (which may pull in AMX).
-REBUILD_HINT = (
-    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" '
-    "pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python"
-)
+# What to report: xllamacpp's wheels pick their CPU kernels at run time, so a crash here is a bug to report.
+REPORT_HINT = "a CPU the xllamacpp wheel supports: report it with `python -m helpers.envcheck` output"
 
 
 def interpret_probe(returncode: int, stderr: str) -> Check:
@@ -54,8 +49,8 @@ def interpret_probe(returncode: int, stderr: str) -> Check:
     if returncode in (-signal.SIGILL, 128 + signal.SIGILL) or "Illegal instruction" in stderr:
         return Check(
             "embedded model runs",
-            "crashed: Illegal instruction (llama-cpp-python was built for CPU features this machine refuses)",
-            f"a portable build: {REBUILD_HINT}",
+            "crashed: Illegal instruction (the engine used CPU features this machine refuses)",
+            REPORT_HINT,
             False,
         )
     last_line = (stderr.strip().splitlines() or [f"exit code {returncode}"])[-1]

@@ -25,10 +25,9 @@ from urllib.parse import urlsplit
 import openai
 
 from .backend._http import httpx
-from .backend.aio import AsyncEmbeddedTransport
-from .backend.client import EMBEDDED_BASE_URL, _NamedConnectErrors, check_reachable, current_settings
+from .backend.client import REQUEST_TIMEOUT, check_reachable, client_options, current_settings
 from .backend.config import PROVIDERS, Settings
-from .backend.embedded import EmbeddedTransport, load_embedded_model
+from .backend.transport import AsyncGuardedTransport, GuardedTransport
 from .payload import Recorded
 
 # --- Any framework on the configured backend, recorded ---------------------------------------------
@@ -67,27 +66,20 @@ def recording_connection(settings: Settings | None = None, *, check_connection: 
     (`ProviderUnreachableError`) unless `check_connection=False`.
     """
     settings = settings or current_settings()
-    recorded = Recorded()
-    if settings.is_embedded:
-        model = load_embedded_model()
-        return RecordingConnection(
-            base_url=EMBEDDED_BASE_URL,
-            api_key="embedded",
-            http_client=httpx.Client(transport=EmbeddedTransport(model), event_hooks=recorded.event_hooks()),
-            http_async_client=httpx.AsyncClient(
-                transport=AsyncEmbeddedTransport(model), event_hooks=recorded.async_event_hooks()
-            ),
-            recorded=recorded,
-        )
-    if check_connection:
+    if not settings.is_embedded and check_connection:
         check_reachable(settings.base_url or "")
+    options, recorded = client_options(settings), Recorded()
     return RecordingConnection(
-        base_url=settings.base_url or "",
-        api_key=settings.api_key or "",
+        base_url=options["base_url"] or "",
+        api_key=options["api_key"] or "",
         http_client=httpx.Client(
-            transport=_NamedConnectErrors(httpx.HTTPTransport()), timeout=60.0, event_hooks=recorded.event_hooks()
+            transport=GuardedTransport(**options["guard"]), timeout=REQUEST_TIMEOUT, event_hooks=recorded.event_hooks()
         ),
-        http_async_client=httpx.AsyncClient(timeout=60.0, event_hooks=recorded.async_event_hooks()),
+        http_async_client=httpx.AsyncClient(
+            transport=AsyncGuardedTransport(**options["guard"]),
+            timeout=REQUEST_TIMEOUT,
+            event_hooks=recorded.async_event_hooks(),
+        ),
         recorded=recorded,
     )
 
@@ -227,9 +219,11 @@ def openai_state_client(settings: Settings | None = None) -> tuple[openai.OpenAI
     """
     settings = settings or current_settings()
     if settings.provider == "openai":
-        log = RequestLog(forward=_NamedConnectErrors(httpx.HTTPTransport()))
+        log = RequestLog(forward=GuardedTransport())
         client = openai.OpenAI(
-            api_key=settings.api_key, base_url=settings.base_url, http_client=httpx.Client(transport=log, timeout=60.0)
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            http_client=httpx.Client(transport=log, timeout=REQUEST_TIMEOUT),
         )
         return client, log
     log = RequestLog()

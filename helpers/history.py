@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .backend.client import count_tokens, current_settings
+from .backend.client import count_text_tokens, count_tokens, current_settings
 from .backend.usage import read_usage
 from .errors import HelpersError
 from .types import Message, TokenCounter
@@ -444,7 +444,7 @@ class UserStatements:
                         notes.append(f"- {statement}")
         prompt_tokens = completion_tokens = cached = calls = 0
         dropped: tuple[str, ...] = ()
-        if _lines_tokens(notes) > self.cap_tokens:  # compaction: the oldest half becomes one model-written line
+        if _lines_tokens(notes, client) > self.cap_tokens:  # compaction: the oldest half becomes one model-written line
             half = max(2, len(notes) // 2)
             oldest, rest = notes[:half], notes[half:]
             call = summarize(
@@ -518,7 +518,7 @@ class JudgedNotes:
                 model=model,
                 calibrate=False,
             )
-            return shares["Yes"], int(count_tokens(request))
+            return shares["Yes"], int(count_tokens(request, client=client))
         except RecallUnavailableError:  # a server without logprobs: ask for the word
             response = client.chat.completions.create(
                 model=model or current_settings().model, messages=request, max_tokens=2, temperature=0
@@ -549,10 +549,9 @@ class JudgedNotes:
         )
 
 
-def _lines_tokens(lines: Sequence[str]) -> int:
-    from .backend.embedded import load_embedded_model
-
-    return sum(load_embedded_model().count_text_tokens(f"{line}\n") for line in lines)
+def _lines_tokens(lines: Sequence[str], client: Any) -> int:
+    """The tokens of `lines` as the summary's text, counted for `client` (exact on a llama.cpp server)."""
+    return int(count_text_tokens("".join(f"{line}\n" for line in lines), client=client))
 
 
 SUMMARY_HEADER = "Summary of the earlier conversation (facts the user gave and what was decided):"

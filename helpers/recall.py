@@ -9,7 +9,7 @@ answers, how much of the model's probability goes to each, given what was sent?
                            candidates=["Maya", "Sofia", "Emma", "Lena", "Hana"])
     shares["Maya"]   # 0.96 with the fact in the prompt; near 0.2 or below without it
 
-- **Embedded model: exact.** The reply is scored as it would be written: the conversation, the
+- **A llama.cpp server (the embedded one, or any other): exact.** The reply is scored as it would be written: the conversation, the
   question, then the assistant's ``answer_prefix`` followed by each candidate. Normalised over the
   candidates (a softmax of the log-likelihoods), that is ``raw_shares``.
 - **Corrected for guessing** (``shares``, the default). With no conversation at all, a model still
@@ -34,7 +34,8 @@ from typing import Any
 
 import openai
 
-from .backend.client import EMBEDDED_BASE_URL, current_settings
+from .backend import llamacpp
+from .backend.client import current_settings
 from .errors import HelpersError
 from .types import Message
 
@@ -85,11 +86,6 @@ def softmax(log_likelihoods: Mapping[str, float]) -> dict[str, float]:
     weights = {key: math.exp(value - top) for key, value in log_likelihoods.items()}
     total = sum(weights.values())
     return {key: weight / total for key, weight in weights.items()}
-
-
-def is_embedded_client(client: Any) -> bool:
-    """True for a client returned by `get_client()` on the embedded model."""
-    return str(getattr(client, "base_url", "")).rstrip("/").startswith(EMBEDDED_BASE_URL.rstrip("/"))
 
 
 def _question_message(question: str | Message) -> Message:
@@ -146,11 +142,9 @@ def answer_shares(
 def _scores(
     client: Any, sent: list[Message], answer_prefix: str, candidates: list[str], model: str
 ) -> tuple[dict[str, float], str, bool]:
-    if is_embedded_client(client):
-        from .backend.embedded import load_embedded_model
-
-        scores = load_embedded_model().score_continuations(sent, answer_prefix, candidates)
-        return scores, "log-likelihood of each candidate after the answer prefix", True
+    if llamacpp.is_llamacpp(client):
+        scores = llamacpp.score_continuations(client, sent, answer_prefix, candidates)
+        return scores, "log-likelihood of each candidate after the answer prefix (llama.cpp server)", True
     return (
         _provider_scores(client, sent, answer_prefix, candidates, model),
         "first answer token's top_logprobs (approximate)",
@@ -193,7 +187,7 @@ def _prior(
 ) -> dict[str, float]:
     """The candidates' log-likelihoods with only the system message: what the model guesses (memoised)."""
     key = (
-        id(client) if not is_embedded_client(client) else "embedded",
+        llamacpp.server_root(client),
         model,
         tuple(sorted((k, str(v)) for m in system for k, v in m.items())),
         str(question.get("content")),

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backend import llamacpp
 from .backend.client import count_tokens, current_settings
 from .backend.usage import read_usage
 from .errors import HelpersError
@@ -337,6 +338,23 @@ def _finish(run: Run, memory: SummaryBuffer | None, payload: Any, history: list[
 # --- replay: record once, then every strategy on the same turns and replies ------------------------
 
 
+def _prompt_ids(client: Any, messages: Sequence[Message]) -> list[int]:
+    """The prompt's token ids on a llama.cpp server; elsewhere one stand-in id per message's estimated token
+    (a changed message then breaks the shared prefix where it starts, as a real tokenization would)."""
+    if llamacpp.is_llamacpp(client):
+        return llamacpp.prompt_token_ids(client, messages)
+    ids: list[int] = []
+    for position, message in enumerate(messages):
+        ids += [hash((position, str(message.get("content")))) & 0xFFFFFFF] * int(count_tokens([message], client=client))
+    return ids
+
+
+def _text_ids(client: Any, text: str) -> list[int]:
+    if llamacpp.is_llamacpp(client):
+        return llamacpp.tokenize(client, text)
+    return [hash(text) & 0xFFFFFFF] * max(1, len(text) // 4)
+
+
 @dataclass
 class Recording:
     """A conversation played once with the whole history: what the model said, and each call's usage."""
@@ -381,9 +399,6 @@ def replay_strategy(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    from .backend.embedded import common_prefix, load_embedded_model
-
-    model_tokens = load_embedded_model()
     model = model or current_settings().model
     run, start = Run(strategy), time.perf_counter()
     system = recording.history[0]
@@ -396,11 +411,11 @@ def replay_strategy(
         user, reply = recording.history[position], recording.history[position + 1]
         history.append(user)
         sent, call = _next_request(user, history, memory, payload, client)
-        tokens = model_tokens.prompt_tokens(sent)
+        tokens = _prompt_ids(client, sent)
         if call:  # the fold's own requests sat in the cache in between
             previous_sequence = []
-        prompt_tokens = int(count_tokens(sent))
-        shared = common_prefix(previous_prompt, tokens)
+        prompt_tokens = int(count_tokens(sent, client=client))
+        shared = llamacpp.common_prefix(previous_prompt, tokens)
         provider_cached = (shared // 128) * 128 if shared >= 1024 else 0
         run.rows.append(
             {
@@ -408,7 +423,7 @@ def replay_strategy(
                 "messages sent": len(sent),
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": recording.rows[turn - 1]["completion_tokens"],
-                "cached_tokens": common_prefix(previous_sequence, tokens[:-1]),
+                "cached_tokens": llamacpp.common_prefix(previous_sequence, tokens[:-1]),
                 "cached_tokens_openai_rule": provider_cached,
                 "summarizer_tokens": call.tokens if call else 0,
             }
@@ -420,9 +435,7 @@ def replay_strategy(
         if memory is not None:
             memory.append(reply)
         previous_prompt = tokens
-        previous_sequence = tokens + model_tokens.llm.tokenize(
-            str(reply["content"]).encode("utf-8"), add_bos=False, special=False
-        )
+        previous_sequence = tokens + _text_ids(client, str(reply["content"]))
     _finish(run, memory, payload, history)
     run.seconds = time.perf_counter() - start
     return run

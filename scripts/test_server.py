@@ -1,22 +1,24 @@
-"""Run the notebooks against a real OpenAI-compatible HTTP server: llama-cpp-python's own.
+"""Run the notebooks against a separate llama.cpp server process: the class server, `python -m helpers.serve`.
 
     python scripts/test_server.py                              # every notebooks/[0-9][0-9]_*.ipynb
     python scripts/test_server.py notebooks/00_setup.ipynb -- -x   # some notebooks, extra pytest options
     python scripts/test_server.py --smoke                      # start, one request through helpers, stop
 
-The embedded backend answers in-process; this is the second backend CI checks. It starts
-`python -m llama_cpp.server` on the same GGUF (same 4096-token context) on a free loopback port,
-points the notebooks at it the way a learner would (`OPENAI_BASE_URL`, `LLM_MODEL`; no key is
-sent), runs them under `pytest --nbval-lax` (every cell runs; outputs are not compared, since
-another server writes other text), and stops the server afterwards, also when a notebook fails
-or the run is interrupted. The exit code is pytest's. Needs the `llama-cpp-python[server]` extra
-(in the dev dependencies).
+The embedded backend runs llama.cpp's server inside each kernel; this is the second backend CI checks:
+the same engine as a separate process, as a class shares it. It starts `python -m helpers.serve` on the
+same GGUF (same 4096-token context) on a free loopback port with a random API key, points the notebooks
+at it the way a learner would (the `.env` lines the server prints: `OPENAI_BASE_URL`, `LLM_MODEL`,
+`LLM_API_KEY`), runs them under `pytest --nbval-lax` (every cell runs and its asserts hold; outputs are
+not compared), and stops the server afterwards, also when a notebook fails or the run is interrupted.
+Counts and answer shares are exact there too: helpers detects a llama.cpp server. The exit code is
+pytest's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -47,7 +49,7 @@ PROVIDER_VARIABLES = (
 
 
 class ServerStartError(RuntimeError):
-    """llama-cpp-python's server did not come up; the message quotes the end of its log."""
+    """The class server did not come up; the message quotes the end of its log."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class RunningServer:
     pid: int
     port: int
     log: Path
+    api_key: str
 
     @property
     def base_url(self) -> str:
@@ -72,7 +75,7 @@ def free_port() -> int:
 
 def _answers(base_url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=1) as response:
+        with urllib.request.urlopen(f"{base_url.removesuffix('/v1')}/health", timeout=1) as response:
             return response.status == 200
     except OSError:
         return False
@@ -83,39 +86,27 @@ def _log_tail(log: Path, lines: int = 15) -> str:
 
 
 @contextmanager
-def llama_server(gguf: Path, *, timeout: float = START_TIMEOUT) -> Iterator[RunningServer]:
-    """Start llama-cpp-python's server on `gguf`, wait until it answers, yield it, then stop it.
+def llama_server(*, timeout: float = START_TIMEOUT) -> Iterator[RunningServer]:
+    """Start the class server (`python -m helpers.serve`), wait until it answers, yield it, then stop it.
 
     The server is stopped by its process id on the way out, whatever happened inside the block.
     Raises `ServerStartError` (with the log's last lines) if it exits or stays silent for `timeout` s.
     """
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(gguf),
-        "--model_alias",
-        MODEL_ALIAS,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        str(N_CTX),
-    ]
+    api_key = secrets.token_urlsafe(16)
+    command = [sys.executable, "-m", "helpers.serve", "--port", str(port), "--parallel", "1", "--ctx", str(N_CTX)]
+    command += ["--api-key", api_key]
     with log.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
-    server = RunningServer(pid=process.pid, port=port, log=log)
+    server = RunningServer(pid=process.pid, port=port, log=log, api_key=api_key)
     try:
         deadline = time.monotonic() + timeout
         while not _answers(server.base_url):
             if process.poll() is not None:
-                raise ServerStartError(f"llama_cpp.server exited with {process.returncode}:\n{_log_tail(log)}")
+                raise ServerStartError(f"helpers.serve exited with {process.returncode}:\n{_log_tail(log)}")
             if time.monotonic() > deadline:
-                raise ServerStartError(f"llama_cpp.server did not answer within {timeout:.0f} s:\n{_log_tail(log)}")
+                raise ServerStartError(f"helpers.serve did not answer within {timeout:.0f} s:\n{_log_tail(log)}")
             time.sleep(0.2)
         yield server
     finally:
@@ -130,7 +121,9 @@ def llama_server(gguf: Path, *, timeout: float = START_TIMEOUT) -> Iterator[Runn
 def notebook_environment(server: RunningServer) -> dict[str, str]:
     """This process's environment, with the provider settings a learner would write for this server."""
     env = {name: value for name, value in os.environ.items() if name not in PROVIDER_VARIABLES}
-    env.update({"LLM_PROVIDER": "custom", "OPENAI_BASE_URL": server.base_url, "LLM_MODEL": MODEL_ALIAS})
+    env.update(
+        {"LLM_PROVIDER": "custom", "OPENAI_BASE_URL": server.base_url, "LLM_MODEL": MODEL_ALIAS, "LLM_API_KEY": server.api_key}
+    )
     return env
 
 
@@ -142,7 +135,7 @@ def smoke(server: RunningServer) -> None:
     messages = [{"role": "user", "content": "hi"}]
     response = get_client(settings).chat.completions.create(model=settings.model, messages=messages, max_tokens=5)
     print(f"server pid={server.pid} port={server.port}: {read_usage(response).describe()}")
-    print(f"count_tokens (embedded tokenizer, exact): {int(count_tokens(messages, resolve_settings({})))}")
+    print(f"count_tokens: {count_tokens(messages, settings)!r}")
 
 
 def main(argv: list[str]) -> int:
@@ -159,12 +152,10 @@ def main(argv: list[str]) -> int:
 
     # A plain `kill` (SIGTERM) should stop the server too, not orphan it: turn it into SystemExit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    from helpers.backend.embedded import gguf_path
-
     started = time.monotonic()
-    with llama_server(gguf_path()) as server:
+    with llama_server() as server:
         print(
-            f"llama_cpp.server pid {server.pid} at {server.base_url} ready in {time.monotonic() - started:.1f} s",
+            f"helpers.serve pid {server.pid} at {server.base_url} ready in {time.monotonic() - started:.1f} s",
             flush=True,
         )
         if args.smoke:

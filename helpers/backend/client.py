@@ -6,6 +6,7 @@ import json
 import math
 import re
 import socket
+from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,14 +16,18 @@ import openai
 from dotenv import find_dotenv, load_dotenv
 
 from ..errors import ConfigurationError, ModelNotFoundError, ProviderUnreachableError
+from . import llamacpp
 from ._http import httpx
-from .config import Settings, resolve_settings, validate_base_url
-from .embedded import EmbeddedTransport, load_embedded_model, normalize_messages
+from .config import EMBEDDED_MODEL, PLACEHOLDER_KEY, Settings, resolve_settings, validate_base_url
+from .embedded import embedded_sampling, embedded_server
+from .transport import GuardedTransport
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-EMBEDDED_BASE_URL = "http://embedded.smollm2/v1"  # never resolved: the transport answers in-process
+# A provider that accepts the connection and then never answers fails after this long (per attempt), and a
+# refused or unroutable address within the connect timeout; the SDK's own defaults are 600 s and 2 retries.
+REQUEST_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 
 def load_env_file() -> Path | None:
@@ -56,22 +61,6 @@ def describe_backend(settings: Settings | None = None) -> str:
     return (settings or current_settings()).describe()
 
 
-class _NamedConnectErrors(httpx.BaseTransport):
-    """Wraps a transport so a refused connection names the URL it tried."""
-
-    def __init__(self, inner: httpx.BaseTransport):
-        self._inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return self._inner.handle_request(request)
-        except httpx.ConnectError as error:
-            raise httpx.ConnectError(f"Cannot reach {request.url}: {error}", request=request) from error
-
-    def close(self) -> None:
-        self._inner.close()
-
-
 def check_reachable(base_url: str, timeout: float = 3.0) -> None:
     """Open (and close) a TCP connection to the server behind `base_url`.
 
@@ -96,7 +85,7 @@ def check_reachable(base_url: str, timeout: float = 3.0) -> None:
 # OpenAI 404 "The model `x` does not exist or you do not have access to it." (code model_not_found);
 # DeepSeek 400 "Model Not Exist" and, for retired names, "The supported API model names are ...";
 # OpenRouter 400 "x is not a valid model ID"; Ollama 404 'model "x" not found, try pulling it first';
-# LM Studio 400 'Invalid model identifier "x"'; the embedded backend 404 model_not_found.
+# LM Studio 400 'Invalid model identifier "x"'; the embedded client 404 model_not_found (transport.py).
 _MODEL_NOT_FOUND = re.compile(
     r"model.*(does not exist|not exist|not found)|not a valid model|invalid model|supported api model names",
     re.IGNORECASE | re.DOTALL,
@@ -149,7 +138,25 @@ class NamedErrorsOpenAI(openai.OpenAI):
         return model_not_found_error(error) or error
 
 
+# Hosted presets: never llama.cpp servers, so token counts for them are estimated without asking.
+HOSTED_PROVIDERS = frozenset({"openai", "deepseek", "openrouter"})
+
 HttpEventHooks = Mapping[str, Sequence[Callable[[Any], None]]]
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """`openai.OpenAI` keyword arguments for `settings`: address, key, and the guarded transport's options.
+
+    The one place both clients (`get_client`, `get_async_client`) take them from.
+    """
+    if settings.is_embedded:
+        server = embedded_server()
+        return {
+            "base_url": f"{server.base_url}/v1",
+            "api_key": server.api_key or PLACEHOLDER_KEY,
+            "guard": {"defaults": embedded_sampling(), "served_model": EMBEDDED_MODEL},
+        }
+    return {"base_url": settings.base_url, "api_key": settings.api_key, "guard": {}}
 
 
 def get_client(
@@ -157,31 +164,39 @@ def get_client(
     *,
     check_connection: bool = True,
     http_event_hooks: HttpEventHooks | None = None,
-    **client_options: Any,
+    **openai_options: Any,
 ) -> openai.OpenAI:
     """An `openai.OpenAI` client for the configured backend.
 
-    With no configuration it talks to the embedded SmolLM2 model (loaded once per
-    process) through an in-process httpx transport. For a provider, it first checks
-    that the server accepts connections unless `check_connection=False`. A model the
-    server does not have raises `ModelNotFoundError` on the first call.
-    `http_event_hooks` go to the underlying `httpx.Client` (`{"request": [...], "response": [...]}`);
-    other keyword arguments go to `openai.OpenAI` (e.g. `timeout`, `max_retries`).
+    With no configuration it talks HTTP to the embedded llama.cpp server (started once per process on a
+    loopback port). For a provider, it first checks that the server accepts connections unless
+    `check_connection=False`. Every request goes through `GuardedTransport` (chat-control markers in
+    message text neutralised; the embedded server's default decoding). A model the server does not have
+    raises `ModelNotFoundError` on the first call. `http_event_hooks` go to the underlying `httpx.Client`
+    (`{"request": [...], "response": [...]}`); other keyword arguments go to `openai.OpenAI` (e.g.
+    `timeout`, `max_retries`).
     """
     settings = settings or current_settings()
-    hooks = {name: list(functions) for name, functions in (http_event_hooks or {}).items()}
-    if settings.is_embedded:
-        client_options.setdefault("max_retries", 0)  # nothing to retry in-process
-        http_client = httpx.Client(transport=EmbeddedTransport(load_embedded_model()), event_hooks=hooks)
-        return NamedErrorsOpenAI(
-            api_key="embedded", base_url=EMBEDDED_BASE_URL, http_client=http_client, **client_options
-        )
-    if check_connection:
+    if not settings.is_embedded and check_connection:
         check_reachable(settings.base_url or "")
-    http_client = httpx.Client(transport=_NamedConnectErrors(httpx.HTTPTransport()), timeout=60.0, event_hooks=hooks)
+    options = client_options(settings)
+    hooks = {name: list(functions) for name, functions in (http_event_hooks or {}).items()}
+    http_client = httpx.Client(transport=GuardedTransport(**options["guard"]), timeout=REQUEST_TIMEOUT, event_hooks=hooks)
+    if settings.is_embedded:
+        openai_options.setdefault("max_retries", 0)  # a local server: nothing to wait out
     return NamedErrorsOpenAI(
-        api_key=settings.api_key, base_url=settings.base_url, http_client=http_client, **client_options
+        api_key=options["api_key"], base_url=options["base_url"], http_client=http_client, **openai_options
     )
+
+
+@lru_cache(maxsize=8)
+def _default_client(settings: Settings) -> openai.OpenAI:
+    return get_client(settings, check_connection=False)
+
+
+def counting_client(client: Any | None = None, settings: Settings | None = None) -> Any:
+    """The client to count with: the one given, else one for `settings` (default: the environment's)."""
+    return client if client is not None else _default_client(settings or current_settings())
 
 
 class TokenCount(int):
@@ -216,32 +231,60 @@ ESTIMATE_TOKENS_PER_MESSAGE = 4
 ESTIMATE_REPLY_PRIMING = 3
 
 
-def count_text_tokens(text: str, settings: Settings | None = None) -> int:
-    """Tokens in a bare string: exact with the embedded model's tokenizer, else ceil(characters / 4)."""
-    settings = settings or current_settings()
-    if settings.is_embedded:
-        return load_embedded_model().count_text_tokens(text)
-    return math.ceil(len(text) / ESTIMATE_CHARS_PER_TOKEN)
+def _exact_counter(client: Any, settings: Settings | None) -> bool:
+    """Count on the server itself: the embedded one, or any llama.cpp server (detected, not configured).
 
-
-def count_tokens(messages: Sequence[Any], settings: Settings | None = None) -> TokenCount:
-    """The prompt size of `messages` before sending them.
-
-    Embedded model: exact, the same chat template and tokenizer as the call, so it
-    equals `usage.prompt_tokens`. A provider: an estimate that loads no model (about 4
-    characters per token, plus 4 tokens of framing per message and 3 of reply priming),
-    marked `exact=False`; the provider's `usage.prompt_tokens` is the real figure.
+    Hosted presets (OpenAI, DeepSeek, OpenRouter) are not llama.cpp servers: nothing is asked of them.
     """
-    settings = settings or current_settings()
-    if settings.is_embedded:
-        exact = load_embedded_model().count_tokens(messages)
-        return TokenCount(exact, exact=True, method="SmolLM2 chat template + tokenizer")
-    normalized = normalize_messages(messages)
-    text_tokens = sum(count_text_tokens(message["content"], settings) for message in normalized)
-    estimate = text_tokens + ESTIMATE_TOKENS_PER_MESSAGE * len(normalized) + ESTIMATE_REPLY_PRIMING
+    if settings is not None and settings.provider in HOSTED_PROVIDERS:
+        return False
+    return llamacpp.is_llamacpp(client)
+
+
+def count_text_tokens(text: str, settings: Settings | None = None, *, client: Any | None = None) -> TokenCount:
+    """Tokens in a bare string: exact on a llama.cpp server (its tokenizer), else ceil(characters / 4)."""
+    if client is None:
+        settings = settings or current_settings()
+    client = counting_client(client, settings)
+    if _exact_counter(client, settings):
+        return TokenCount(len(llamacpp.tokenize(client, text)), exact=True, method="the server's tokenizer")
+    return TokenCount(
+        math.ceil(len(text) / ESTIMATE_CHARS_PER_TOKEN), exact=False, method=f"~{ESTIMATE_CHARS_PER_TOKEN} characters/token"
+    )
+
+
+def count_tokens(messages: Sequence[Any], settings: Settings | None = None, *, client: Any | None = None) -> TokenCount:
+    """The prompt size of `messages` before sending them, counted for `client` (default: the environment's).
+
+    On a llama.cpp server (the embedded one, or any other: detected) it is exact: the server's own chat
+    template and tokenizer (`/apply-template`, `/tokenize`), so it equals `usage.prompt_tokens`. Elsewhere,
+    an estimate that loads no model (about 4 characters per token, plus 4 tokens of framing per message and
+    3 of reply priming), marked `exact=False`; the provider's `usage.prompt_tokens` is the real figure.
+    """
+    if client is None:
+        settings = settings or current_settings()
+    client = counting_client(client, settings)
+    if _exact_counter(client, settings):
+        tokens = llamacpp.prompt_token_ids(client, messages)
+        return TokenCount(len(tokens), exact=True, method="the server's chat template + tokenizer")
+    texts = [_plain_text(message) for message in messages]
+    estimate = sum(math.ceil(len(text) / ESTIMATE_CHARS_PER_TOKEN) for text in texts)
+    estimate += ESTIMATE_TOKENS_PER_MESSAGE * len(texts) + ESTIMATE_REPLY_PRIMING
+    provider = settings.provider if settings else "the server"
     return TokenCount(
         estimate,
         exact=False,
         method=f"~{ESTIMATE_CHARS_PER_TOKEN} characters/token + {ESTIMATE_TOKENS_PER_MESSAGE}/message; "
-        f"{settings.provider} counts its own",
+        f"{provider} counts its own",
     )
+
+
+def _plain_text(message: Any) -> str:
+    """A message's text: its content string, or its text parts joined (tool calls' arguments included)."""
+    message = message if isinstance(message, Mapping) else getattr(message, "model_dump", lambda: {})()
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "\n".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+    calls = message.get("tool_calls") or []
+    arguments = " ".join(str((call.get("function") or {}).get("arguments", "")) for call in calls if isinstance(call, Mapping))
+    return f"{content or ''}{arguments}"

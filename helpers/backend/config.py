@@ -129,7 +129,7 @@ class Settings:
     def describe(self) -> str:
         """One line for a notebook's setup cell (never prints the key)."""
         if self.is_embedded:
-            return f"Backend: embedded {self.model} (llama-cpp-python, offline, seeded sampling)"
+            return f"Backend: embedded {self.model} (llama.cpp server in this process, offline, seeded sampling)"
         dated = f" (preset default as of {self.as_of}, data/providers.csv)" if self.as_of else ""
         return f"Backend: {self.provider} at {self.base_url}, model {self.model}{dated}"
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..backend.client import count_tokens, current_settings
+from ..backend.client import count_text_tokens, count_tokens, current_settings
 from ..backend.usage import read_usage
 from ..errors import HelpersError
 from ..history import (
@@ -238,12 +238,6 @@ class RecallCheck:
         return any(row["share"] is not None for row in self.rows)
 
 
-def _default_count_text(text: str) -> int:
-    from ..backend.embedded import load_embedded_model
-
-    return load_embedded_model().count_text_tokens(text)
-
-
 class ChatSession:
     """A conversation plus the memory strategy that decides what each turn sends.
 
@@ -256,8 +250,8 @@ class ChatSession:
         record = session.send("Which city first?", client)
         record.prompt_tokens, record.raw_tokens    # billed vs what raw history would cost
 
-    `count` is the prompt counter (`helpers.count_tokens`, exact on the embedded
-    model) and `count_text` counts one message's text (the embedded tokenizer).
+    `count` is the prompt counter (`helpers.count_tokens`, exact on a llama.cpp server) and
+    `count_text` counts one message's text (`count_text_tokens`, the same server's tokenizer).
     """
 
     def __init__(
@@ -267,7 +261,7 @@ class ChatSession:
         *,
         model: str | None = None,
         count: TokenCounter = count_tokens,
-        count_text: Callable[[str], int] = _default_count_text,
+        count_text: Callable[[str], int] = count_text_tokens,
     ):
         if not system.strip():
             raise ChatSessionError("the system prompt is empty")
