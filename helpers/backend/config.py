@@ -15,7 +15,7 @@ preset's own address must be https://, so its key never travels in clear text, a
 may carry a user name or password (`http://user:pass@host`): the SDK would send it as Basic auth
 and it would be printed wherever the address is.
 
-`check_env_file` is the check `helpers.backend.client.load_env_file` runs on `.env` before
+`check_env_file` is the check for `helpers.backend.client.load_env_file` to run on `.env` before
 loading it: what python-dotenv would skip with only a warning, or fail on with a bare
 `ValueError`, is a `ConfigurationError` naming the file and line.
 """
@@ -321,7 +321,7 @@ def check_env_text(text: str, path: Path | str = ".env") -> None:
 
 
 def check_env_file(path: Path | str) -> None:
-    """Check the `.env` file at `path` before python-dotenv loads it; `load_env_file` calls this.
+    """Check the `.env` file at `path` before python-dotenv loads it (for `load_env_file` to call).
 
     Raises `ConfigurationError` naming the file: it is not UTF-8 text, or (`check_env_text`) a line
     holds a NUL byte or a statement python-dotenv would skip. Returns None when the file is fine.
