@@ -1,8 +1,10 @@
 """One chat turn that survives a context overflow once, and then stops.
 
 When the prompt plus `max_tokens` does not fit the model's context window, the
-API answers `openai.BadRequestError` with code ``context_length_exceeded`` (the
-embedded model raises the very same error). `send_with_retry` then trims the
+API refuses it: OpenAI with `openai.BadRequestError` code ``context_length_exceeded``
+(the embedded model raises the very same error), other servers in their own words.
+`is_context_overflow` (and `overflow_details`, which also reads the sizes the server
+states) is the one place that recognises them all. `send_with_retry` then trims the
 history **once** with `helpers.history.trim_to_budget` to the budget the error
 implies: the context limit minus `max_tokens`. Every system message and the
 newest turn are kept, and so is every message named in ``pinned=``: the messages
@@ -43,7 +45,73 @@ Trimmer = Callable[..., list[Message]]
 Pinned = Callable[[Message], bool] | Collection[Message]
 
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
-_LIMIT_IN_MESSAGE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
+EXCEED_CONTEXT_SIZE = "exceed_context_size_error"
+
+# How each server says "the prompt does not fit" (N = context size, P = prompt tokens), as read in
+# public sources; the dates are the sources' own. `overflow_details` is the one place in helpers that
+# recognises these: add a wording here, with its source, and a test in tests/test_overflow.py.
+#
+# server           | status | wording                                                  | source, date
+# -----------------+--------+----------------------------------------------------------+------------------------------
+# OpenAI           | 400    | code "context_length_exceeded": "This model's maximum    | crewAIInc/crewAI-examples#121,
+#                  |        | context length is N tokens. However, your messages       | 2024-06-13; AsyncFuncAI/
+#                  |        | resulted in P tokens. Please reduce the length of the    | deepwiki-open#144, 2025-05-27
+#                  |        | messages."                                               |
+# DeepSeek         | 400    | code, type "invalid_request_error": "This model's        | FoundationAgents/OpenManus#79,
+#                  |        | maximum context length is 65536 tokens. However, you     | 2025-03-07; evalstate/
+#                  |        | requested T tokens (P in the messages, M in the          | fast-agent#621, 2026-01-19
+#                  |        | completion). Please reduce the length of the messages    |
+#                  |        | or completion."                                          |
+# llama.cpp server | 400    | {"error": {"code": 400, "type":                          | measured here 2026-12-04 on
+#                  |        | "exceed_context_size_error", "n_prompt_tokens": P,       | xllamacpp 2026.10.11549
+#                  |        | "n_ctx": N, "message": "request (P tokens) exceeds the   |
+#                  |        | available context size (N tokens), try increasing it"}}  |
+#                  | 400 or | the type's first wording: "the request exceeds the       | ggml-org/llama.cpp#15780,
+#                  | 500    | available context size. try increasing the context size  | 2025-09-03; oobabooga/
+#                  |        | or enable context shift"                                 | textgen#7257, 2025-10-07
+# vLLM, older      | 400    | "This model's maximum context length is N tokens.        | vllm-project/vllm#16420,
+#                  |        | However, you requested T tokens (P in the messages, M in | 2025-04-10; #20409, 2025-07-03
+#                  |        | the completion). Please reduce the length of the         |
+#                  |        | messages or completion."                                 |
+# vLLM, newer      | 400    | "You passed P input tokens and requested M output        | reworded in vllm-project/
+#                  |        | tokens. However, the model's context length is only N    | vllm#36197, 2026-03-06 (input
+#                  |        | tokens, resulting in a maximum input length of X tokens. | and output apart since #22803,
+#                  |        | Please reduce the length of the input prompt.", or "...  | 2025-08-13)
+#                  |        | your prompt contains at least P input tokens ..."        | texts as quoted in public
+#                  |        |                                                          | client tests (2026)
+#                  | (log)  | "Input prompt (P tokens) is too long and exceeds limit   | vllm-project/vllm#525,
+#                  |        | of N"                                                    | 2023-07-20; #13209, 2025-02-13
+# OpenAI-compatible| 400    | "Please reduce the length of the input messages"         | quoted in public client code
+# routers          |        |                                                          | (mini-swe-agent); unconfirmed
+# Ollama           | 400 or | usually truncates silently (ollama/ollama#7661,          | nano-step/nano-brain#208,
+#                  | 500    | 2025-02-24); a refusal says "the input length exceeds    | 2026-05-30 (400);
+#                  |        | the context length"                                      | ITSpecialist111/ai_automation_
+#                  |        |                                                          | suggester#37, 2024-11-19 (500,
+#                  |        |                                                          | "input exceeds context length")
+_CONTEXT_SIZE = (
+    re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE),
+    re.compile(r"available context size \((\d+) tokens\)", re.IGNORECASE),
+    re.compile(r"context length is only (\d+) tokens", re.IGNORECASE),
+    re.compile(r"is too long and exceeds limit of (\d+)", re.IGNORECASE),
+)
+_PROMPT_TOKENS = (
+    re.compile(r"your messages resulted in (\d+) tokens", re.IGNORECASE),
+    re.compile(r"\((\d+) in the messages", re.IGNORECASE),
+    re.compile(r"request \((\d+) tokens\) exceeds", re.IGNORECASE),
+    re.compile(r"you passed (\d+) input tokens", re.IGNORECASE),
+    re.compile(r"prompt contains at least (\d+) input tokens", re.IGNORECASE),
+    re.compile(r"your request has (\d+) input tokens", re.IGNORECASE),
+    re.compile(r"input prompt \((\d+) tokens\) is too long", re.IGNORECASE),
+)
+# Phrases that name an overflow without a number; the first group also counts on a 500 (Ollama, older llama.cpp).
+_SERVER_ERROR_PHRASES = ("exceeds the available context size", "exceeds the context length")
+_PHRASES = (
+    *_SERVER_ERROR_PHRASES,
+    "maximum context length is",
+    "context length is only",
+    "is too long and exceeds limit of",
+    "please reduce the length of the input messages",
+)
 
 
 class ContextOverflowError(HelpersError):
@@ -54,24 +122,82 @@ class ContextOverflowError(HelpersError):
         self.limit = limit
         self.max_tokens = max_tokens
         self.attempts = attempts  # calls made: 1 (no retry possible) or 2 (the retry overflowed too)
-        self.api_error = api_error  # the last context_length_exceeded error from the API
+        self.api_error = api_error  # the last overflow error from the API (see `is_context_overflow`)
+
+
+@dataclass(frozen=True)
+class OverflowDetails:
+    """What an overflow error says: the prompt's size and the context window's, when the server states them.
+
+    `signal` names what was recognised: ``code context_length_exceeded``, ``type exceed_context_size_error``
+    or ``message`` (a wording of the table in `helpers.overflow`).
+    """
+
+    signal: str
+    prompt_tokens: int | None = None
+    context_size: int | None = None
+
+
+def _first_number(patterns: Sequence[re.Pattern[str]], text: str) -> int | None:
+    for pattern in patterns:
+        match = pattern.search(text)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def overflow_details(error: BaseException) -> OverflowDetails | None:
+    """The overflow an API error reports, or None when `error` is not a context overflow.
+
+    Recognises the wordings of OpenAI, DeepSeek, llama.cpp's server, vLLM and Ollama (the table
+    above, with sources) on an HTTP 400 or 413 from the `openai` SDK (`openai.APIStatusError`);
+    on a 500 only Ollama's and llama.cpp's explicit wordings count. Anything else, a 401 or a
+    non-API exception included, is not an overflow. The numbers come from llama.cpp's
+    ``n_prompt_tokens``/``n_ctx`` fields or from the message; either may be None.
+    """
+    if not isinstance(error, openai.APIStatusError) or error.status_code not in (400, 413, 500):
+        return None
+    body = error.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # an SDK that did not unwrap {"error": {...}}
+    fields = body if isinstance(body, dict) else {}
+    parts = (getattr(error, "message", ""), fields.get("message"), body if isinstance(body, str) else "")
+    text = " ".join(str(part) for part in parts if part)
+    lowered = text.lower()
+    code = fields.get("code", getattr(error, "code", None))
+    kind = fields.get("type", getattr(error, "type", None))
+    if kind == EXCEED_CONTEXT_SIZE:
+        signal = f"type {EXCEED_CONTEXT_SIZE}"
+    elif error.status_code == 500:
+        if not any(phrase in lowered for phrase in _SERVER_ERROR_PHRASES):
+            return None
+        signal = "message"
+    elif CONTEXT_LENGTH_EXCEEDED in (code, getattr(error, "code", None)):
+        signal = f"code {CONTEXT_LENGTH_EXCEEDED}"
+    elif any(phrase in lowered for phrase in _PHRASES):
+        signal = "message"
+    else:
+        return None
+    return OverflowDetails(
+        signal=signal,
+        prompt_tokens=_as_int(fields.get("n_prompt_tokens")) or _first_number(_PROMPT_TOKENS, text),
+        context_size=_as_int(fields.get("n_ctx")) or _first_number(_CONTEXT_SIZE, text),
+    )
 
 
 def is_context_overflow(error: BaseException) -> bool:
-    """True for the API's ``context_length_exceeded`` error (OpenAI's code, also sent by the embedded model)."""
-    if not isinstance(error, openai.BadRequestError):
-        return False
-    if getattr(error, "code", None) == CONTEXT_LENGTH_EXCEEDED:
-        return True
-    body = error.body if isinstance(error.body, dict) else {}
-    body = body.get("error", body) if isinstance(body.get("error"), dict) else body
-    return body.get("code") == CONTEXT_LENGTH_EXCEEDED
+    """True when `error` is an API's "the prompt does not fit the context window" (see `overflow_details`)."""
+    return overflow_details(error) is not None
 
 
 def context_limit(error: BaseException) -> int | None:
-    """The context window size stated in an overflow error's message, if it states one."""
-    match = _LIMIT_IN_MESSAGE.search(str(getattr(error, "message", "") or error))
-    return int(match.group(1)) if match else None
+    """The context window size an overflow error states, if it is an overflow and states one."""
+    details = overflow_details(error)
+    return details.context_size if details else None
 
 
 @dataclass(frozen=True)
@@ -103,10 +229,10 @@ def send_with_retry(
     trim: Trimmer = trim_to_budget,
     **create_options: Any,
 ) -> SendResult:
-    """Send `messages`; on ``context_length_exceeded``, trim once to fit and send again.
+    """Send `messages`; on a context overflow (`is_context_overflow`), trim once to fit and send again.
 
-    The budget for the retry is the context limit (read from the error message,
-    else `n_ctx`) minus `max_tokens` minus `safety_margin` (use a margin when
+    The budget for the retry is the context limit (the size the error states, as
+    `overflow_details` reads it, else `n_ctx`) minus `max_tokens` minus `safety_margin` (use a margin when
     `count` only estimates, as it does for a provider). `trim(messages, budget,
     count=count, pinned=pinned)` chooses what to keep; the default,
     `helpers.history.trim_to_budget`, keeps every system message, the messages
@@ -124,12 +250,13 @@ def send_with_retry(
             model=model, messages=messages, max_tokens=max_tokens, **create_options
         )
         return SendResult(response=response, sent=messages, trimmed=False, original_length=len(messages))
-    except openai.BadRequestError as error:
-        if not is_context_overflow(error):
+    except openai.APIStatusError as error:
+        first_details = overflow_details(error)
+        if first_details is None:
             raise
         first_error = error
 
-    limit = context_limit(first_error) or n_ctx
+    limit = first_details.context_size or n_ctx
     if limit is None:
         raise ContextOverflowError(
             "The prompt is over the context window, and neither the error nor n_ctx says how large the window is: "
@@ -158,7 +285,7 @@ def send_with_retry(
         response = client.chat.completions.create(
             model=model, messages=trimmed, max_tokens=max_tokens, **create_options
         )
-    except openai.BadRequestError as error:
+    except openai.APIStatusError as error:
         if not is_context_overflow(error):
             raise
         raise ContextOverflowError(

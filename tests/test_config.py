@@ -1,11 +1,15 @@
 """Backend selection from environment variables and data/providers.csv: no model, no network."""
 
 import pytest
+from dotenv import dotenv_values
 
 from helpers.backend.config import (
     CUSTOM_KEY_VARIABLE,
     EMBEDDED_MODEL,
     PLACEHOLDER_KEY,
+    check_env_file,
+    check_env_text,
+    is_local_url,
     load_presets,
     provider_presets,
     resolve_settings,
@@ -167,3 +171,178 @@ def test_providers_is_a_read_only_view_of_the_data_file():
     assert PROVIDERS["openai"].default_model == PRESETS["openai"].default_model
     with pytest.raises(TypeError):
         PROVIDERS["acme"] = PRESETS["openai"]  # type: ignore[index]
+
+
+# --- issue 22, item 8: a hosted preset's own address is https -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "provider, variable, url",
+    [
+        ("openai", "OPENAI_API_KEY", "http://api.openai.com/v1"),
+        ("deepseek", "DEEPSEEK_API_KEY", "http://api.deepseek.com"),
+        ("openrouter", "OPENROUTER_API_KEY", "http://openrouter.ai/api/v1"),
+    ],
+)
+def test_a_hosted_preset_over_plain_http_does_not_get_its_key(provider, variable, url):
+    """Regression: LLM_PROVIDER=openai OPENAI_BASE_URL=http://api.openai.com/v1 sent the key in clear text."""
+    with pytest.raises(ConfigurationError, match="must start with https://") as caught:
+        resolve_settings({"LLM_PROVIDER": provider, "OPENAI_BASE_URL": url, variable: "sk-secret"})
+    assert "sk-secret" not in str(caught.value)
+    assert url.replace("http://", "https://") in str(caught.value), "the message shows the https address to use"
+    secure = url.replace("http:", "https:")
+    https = resolve_settings({"LLM_PROVIDER": provider, "OPENAI_BASE_URL": secure, variable: "k"})
+    assert https.api_key == "k"
+
+
+def test_local_presets_still_work_over_http():
+    settings = resolve_settings({"LLM_PROVIDER": "vllm", "LLM_MODEL": "m"})
+    assert settings.base_url == "http://localhost:8000/v1" and settings.api_key == PLACEHOLDER_KEY
+
+
+# --- issue 22, item 9: no password in the base URL --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://bob:hunter2pass@127.0.0.1:1/v1",
+        "https://bob:hunter2pass@api.openai.com/v1",
+        "bob:hunter2pass@127.0.0.1:1/v1",  # no scheme: the scheme message must not show it either
+        "http://bob:hunter2pass@127.0.0.1:99999/v1",  # nor the port message
+    ],
+)
+def test_a_password_in_the_base_url_is_refused_and_never_shown(url):
+    """Regression: userinfo was kept, printed by describe() and sent by the SDK as Basic auth."""
+    env = {"LLM_PROVIDER": "custom", "OPENAI_BASE_URL": url, "LLM_MODEL": "m", "OPENAI_API_KEY": "sk-x"}
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_settings(env)
+    message = str(caught.value)
+    assert "hunter2pass" not in message
+    assert "bob:***@" in message
+
+
+def test_userinfo_is_refused_with_a_pointer_to_llm_api_key():
+    with pytest.raises(ConfigurationError, match=f"put the key in {CUSTOM_KEY_VARIABLE}") as caught:
+        validate_base_url("http://sk-token-only@127.0.0.1:1/v1")
+    assert "sk-token-only" not in str(caught.value) and "http://***@127.0.0.1:1/v1" in str(caught.value)
+
+
+# --- issue 22, item 14: .env and URL edge cases ------------------------------------------------
+
+
+def write_env(tmp_path, content: bytes):
+    path = tmp_path / ".env"
+    path.write_bytes(content)
+    return path
+
+
+def test_an_unterminated_quote_in_env_is_named_with_file_and_line(tmp_path):
+    """Regression: python-dotenv skipped the line with a warning, LLM_PROVIDER stayed unset, embedded was used."""
+    path = write_env(tmp_path, b'LLM_MODEL=m\nLLM_PROVIDER="openai\nOPENAI_API_KEY=sk-secret-1\n')
+    assert "LLM_PROVIDER" not in dotenv_values(path), "what python-dotenv does on its own"
+    with pytest.raises(ConfigurationError, match=r"\.env, line 2: .*closing quote") as caught:
+        check_env_file(path)
+    assert str(path) in str(caught.value) and "sk-secret-1" not in str(caught.value)
+
+
+def test_text_after_a_closing_quote_is_named_too(tmp_path):
+    with pytest.raises(ConfigurationError, match="line 1"):
+        check_env_file(write_env(tmp_path, b"OPENAI_API_KEY='sk-a'b\n"))
+
+
+def test_a_nul_byte_in_env_is_a_named_error_not_a_bare_value_error(tmp_path):
+    """Regression: load_dotenv raised ValueError('embedded null byte') naming neither file nor line."""
+    path = write_env(tmp_path, b"LLM_MODEL=m\r\nLLM_API_KEY=sk-\x00secret\r\n")
+    with pytest.raises(ConfigurationError, match=r"line 2: holds a NUL byte") as caught:
+        check_env_file(path)
+    assert str(path) in str(caught.value) and "secret" not in str(caught.value)
+
+
+def test_a_utf16_env_file_is_named(tmp_path):
+    with pytest.raises(ConfigurationError, match="not UTF-8"):
+        check_env_file(write_env(tmp_path, "LLM_MODEL=m\n".encode("utf-16")))
+
+
+def test_env_features_that_work_pass_the_check_and_load_as_intended(tmp_path):
+    content = (
+        "\ufeff# a comment\r\n"
+        "export LLM_PROVIDER=custom\r\n"
+        "OPENAI_BASE_URL='http://localhost:8080/v1'\r\n"
+        'LLM_MODEL="qwen # not a comment"\r\n'
+        "HOST=localhost\r\n"
+        "EXPANDED=http://${HOST}:9/v1\r\n"
+        'MULTI="two\nlines"\r\n'
+        "EMPTY=\r\n"
+    ).encode("utf-8")
+    path = write_env(tmp_path, content)
+    check_env_file(path)
+    values = dotenv_values(path, encoding="utf-8")
+    assert values["LLM_PROVIDER"] == "custom"
+    assert values["OPENAI_BASE_URL"] == "http://localhost:8080/v1"
+    assert values["LLM_MODEL"] == "qwen # not a comment"
+    assert values["EXPANDED"] == "http://localhost:9/v1"
+    assert values["MULTI"] == "two\nlines" and values["EMPTY"] == ""
+    check_env_text("")  # an empty file is fine
+
+
+def test_a_query_string_in_the_base_url_becomes_default_query():
+    """Regression: the SDK turned .../v1?api-version=... into .../v1/?api-version=...chat/completions."""
+    settings = resolve_settings(
+        {"OPENAI_BASE_URL": "https://example.openai.azure.com/openai/v1?api-version=2024-06-01", "LLM_MODEL": "m"}
+    )
+    assert settings.base_url == "https://example.openai.azure.com/openai/v1"
+    assert dict(settings.default_query) == {"api-version": "2024-06-01"}
+    with pytest.raises(TypeError):
+        settings.default_query["api-version"] = "x"  # type: ignore[index]
+    hash(settings)  # still a hashable frozen value
+    assert "api-version" not in settings.describe()
+
+
+def test_no_query_means_an_empty_default_query_and_a_repeated_parameter_is_named():
+    assert dict(resolve_settings({"OPENAI_BASE_URL": "http://h:1/v1", "LLM_MODEL": "m"}).default_query) == {}
+    with pytest.raises(ConfigurationError, match="api-version more than once"):
+        resolve_settings({"OPENAI_BASE_URL": "http://h:1/v1?api-version=1&api-version=2", "LLM_MODEL": "m"})
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("http://localhost:8080/v1", "http://localhost:8080/v1"),
+        ("http://localhost:8080/v1/", "http://localhost:8080/v1/"),  # the SDK handles the trailing slash
+        ("http://10.0.0.5:8000/serving/openai/v1", "http://10.0.0.5:8000/serving/openai/v1"),
+        ("http://[::1]:8080/v1", "http://[::1]:8080/v1"),
+        ("http://[::1]:8080/v1?x=1", "http://[::1]:8080/v1"),
+    ],
+)
+def test_base_urls_with_a_path_a_trailing_slash_or_ipv6_are_kept(url, expected):
+    settings = resolve_settings({"OPENAI_BASE_URL": url, "LLM_MODEL": "m"})
+    assert settings.base_url == expected
+
+
+def test_an_ipv6_loopback_is_local():
+    assert is_local_url("http://[::1]:8080/v1")
+
+
+def test_default_query_reaches_the_server_through_the_sdk():
+    """The contract for get_client: openai.OpenAI(base_url=..., default_query=...) sends the query on each call."""
+    import openai
+
+    from helpers.backend._http import httpx
+
+    url = "http://127.0.0.1:1/openai/v1?api-version=2024-06-01"
+    seen = []
+
+    def handler(request):
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"object": "list", "data": []})
+
+    def client(base_url, **options):
+        transport = httpx.MockTransport(handler)
+        return openai.OpenAI(api_key="x", base_url=base_url, http_client=httpx.Client(transport=transport), **options)
+
+    client(url).models.list()  # what the raw URL does
+    settings = resolve_settings({"OPENAI_BASE_URL": url, "LLM_MODEL": "m"})
+    client(settings.base_url, default_query=dict(settings.default_query)).models.list()
+    assert seen[0] != "http://127.0.0.1:1/openai/v1/models?api-version=2024-06-01", seen[0]
+    assert seen[1] == "http://127.0.0.1:1/openai/v1/models?api-version=2024-06-01"

@@ -2,6 +2,7 @@
 
 import copy
 import hashlib
+import json
 from types import SimpleNamespace
 
 import httpx
@@ -10,14 +11,17 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from helpers import count_tokens
+from helpers.backend._http import httpx as sdk_httpx
 from helpers.history import HistoryTooLongError, SummaryBuffer, summary_message
 from helpers.memory import memory_message
 from helpers.overflow import (
     ContextOverflowError,
+    OverflowDetails,
     TurnNotSavedError,
     chat_turn,
     context_limit,
     is_context_overflow,
+    overflow_details,
     send_with_retry,
 )
 from helpers.payload import recording_client
@@ -102,6 +106,246 @@ def test_is_context_overflow_and_the_stated_limit():
     assert not is_context_overflow(api_error(400, "bad model", "model_not_found"))
     assert not is_context_overflow(api_error(500, "boom", "context_length_exceeded"))
     assert not is_context_overflow(ValueError("context_length_exceeded"))
+
+
+def sdk_client(handler) -> openai.OpenAI:
+    """A real SDK client whose HTTP requests `handler` answers (no network)."""
+    transport = sdk_httpx.MockTransport(handler)
+    return openai.OpenAI(
+        api_key="x", base_url="http://test/v1", max_retries=0, http_client=sdk_httpx.Client(transport=transport)
+    )
+
+
+def sdk_error(status: int, body) -> openai.APIError:
+    """The exception the SDK itself raises when a server answers `status` with the JSON `body`."""
+    client = sdk_client(lambda request: sdk_httpx.Response(status, json=body))
+    with pytest.raises(openai.APIError) as caught:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    return caught.value
+
+
+# One body per wording of the table in helpers/overflow.py: (status, body, prompt tokens, context size).
+OVERFLOW_BODIES = {
+    "openai": (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 8192 tokens. However, your messages resulted in "
+                "8227 tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+        8227,
+        8192,
+    ),
+    "deepseek": (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 65536 tokens. However, you requested 66343 tokens "
+                "(62247 in the messages, 4096 in the completion). Please reduce the length of the messages or "
+                "completion.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_request_error",
+            }
+        },
+        62247,
+        65536,
+    ),
+    "llama.cpp": (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 5031,
+                "n_ctx": 4096,
+                "message": "request (5031 tokens) exceeds the available context size (4096 tokens), try increasing it",
+            }
+        },
+        5031,
+        4096,
+    ),
+    "llama.cpp, first wording, 500": (
+        500,
+        {
+            "error": {
+                "code": 500,
+                "message": "the request exceeds the available context size. try increasing the context size or "
+                "enable context shift",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 1407,
+                "n_ctx": 256,
+            }
+        },
+        1407,
+        256,
+    ),
+    "vllm": (
+        400,
+        {
+            "object": "error",
+            "message": "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4900 "
+            "in the messages, 100 in the completion). Please reduce the length of the messages or completion.",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+        4900,
+        4096,
+    ),
+    "vllm, newer": (
+        400,
+        {
+            "object": "error",
+            "message": "You passed 12289 input tokens and requested 4096 output tokens. However, the model's context "
+            "length is only 16384 tokens, resulting in a maximum input length of 12288 tokens. Please reduce the "
+            "length of the input prompt. (parameter=input_tokens, value=12289)",
+            "type": "BadRequestError",
+            "param": "input_tokens",
+            "code": 400,
+        },
+        12289,
+        16384,
+    ),
+    "vllm, at least": (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 131072 tokens. However, you requested 65536 output "
+                "tokens and your prompt contains at least 65537 input tokens, for a total of at least 131073 tokens. "
+                "Please reduce the length of the input prompt or the number of requested output tokens.",
+                "type": "BadRequestError",
+                "code": 400,
+            }
+        },
+        65537,
+        131072,
+    ),
+    "vllm, exceeds limit": (
+        400,
+        {"error": {"message": "Input prompt (5556 tokens) is too long and exceeds limit of 2048", "code": 400}},
+        5556,
+        2048,
+    ),
+    "router, input messages": (
+        400,
+        {"error": {"message": "Please reduce the length of the input messages.", "code": 400}},
+        None,
+        None,
+    ),
+    "ollama, 400": (400, {"error": {"message": "the input length exceeds the context length"}}, None, None),
+    "ollama, plain string": (400, {"error": "the input length exceeds the context length"}, None, None),
+    "ollama, 500": (500, {"error": {"message": "the input length exceeds the context length"}}, None, None),
+}
+
+
+@pytest.mark.parametrize("wording", list(OVERFLOW_BODIES))
+def test_each_servers_overflow_wording_is_recognised_with_its_sizes(wording):
+    """Regression: only OpenAI's code was recognised, so llama.cpp's, vLLM's and Ollama's overflows went unhandled."""
+    status, body, prompt_tokens, context_size = OVERFLOW_BODIES[wording]
+    error = sdk_error(status, body)
+    assert is_context_overflow(error)
+    details = overflow_details(error)
+    assert isinstance(details, OverflowDetails)
+    assert (details.prompt_tokens, details.context_size) == (prompt_tokens, context_size)
+    assert context_limit(error) == context_size
+
+
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        (400, {"error": {"message": "'gpt-9' is not a valid model ID", "type": "invalid_request_error", "code": None}}),
+        (400, {"error": {"message": "Unsupported parameter: 'max_tokens'", "code": "unsupported_parameter"}}),
+        (401, {"error": {"message": "Incorrect API key provided. maximum context length is 8192 tokens."}}),
+        (429, {"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}}),
+        (500, {"error": {"message": "boom", "code": "context_length_exceeded"}}),
+        (500, {"error": {"message": "This model's maximum context length is 4096 tokens."}}),
+    ],
+)
+def test_other_api_errors_are_not_overflows(status, body):
+    error = sdk_error(status, body)
+    assert not is_context_overflow(error)
+    assert overflow_details(error) is None and context_limit(error) is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("context_length_exceeded"),
+        RuntimeError("request (5031 tokens) exceeds the available context size (4096 tokens)"),
+        openai.APIConnectionError(request=sdk_httpx.Request("POST", "http://test/v1/chat/completions")),
+    ],
+)
+def test_non_status_exceptions_are_not_overflows(error):
+    assert not is_context_overflow(error) and overflow_details(error) is None
+
+
+def llama_cpp_server(n_ctx: int, requests: list):
+    """A MockTransport handler answering like llama.cpp's server: the overflow body when prompt + max_tokens > n_ctx.
+
+    It counts a prompt's tokens as its characters (`characters` below), so the test can count the same way.
+    """
+
+    def handler(request):
+        body = json.loads(request.content)
+        requests.append(body)
+        prompt = characters(body["messages"])
+        if prompt + body.get("max_tokens", 0) > n_ctx:
+            return sdk_httpx.Response(
+                400,
+                json={
+                    "error": {
+                        "code": 400,
+                        "type": "exceed_context_size_error",
+                        "n_prompt_tokens": prompt,
+                        "n_ctx": n_ctx,
+                        "message": f"request ({prompt} tokens) exceeds the available context size ({n_ctx} tokens), "
+                        "try increasing it",
+                    }
+                },
+            )
+        return sdk_httpx.Response(
+            200,
+            json={
+                "id": "chatcmpl-llama",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Ok."}}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1},
+            },
+        )
+
+    return handler
+
+
+def test_send_with_retry_trims_and_retries_on_llama_cpps_overflow():
+    """Regression: llama.cpp's exceed_context_size_error passed straight through send_with_retry, untrimmed."""
+    requests: list = []
+    client = sdk_client(llama_cpp_server(2000, requests))
+    history = history_of(20) + [{"role": "user", "content": "Newest?"}]
+    assert characters(history) > 2000
+    result = send_with_retry(client, history, model="m", max_tokens=100, count=characters)
+    assert len(requests) == 2, "one refused call, one trimmed retry"
+    assert result.trimmed and result.budget == 2000 - 100, "the window size came from llama.cpp's n_ctx"
+    assert requests[1]["messages"] == result.sent
+    assert result.sent[:2] == [SYSTEM, SUMMARY] and result.sent[-1] == history[-1]
+    assert characters(result.sent) <= 1900
+    assert result.response.choices[0].message.content == "Ok."
+
+
+def test_a_llama_cpp_retry_that_still_overflows_stops():
+    requests: list = []
+    client = sdk_client(llama_cpp_server(2000, requests))
+    too_long_newest = history_of(2) + [{"role": "user", "content": "x" * 2500}]
+    with pytest.raises(ContextOverflowError, match="trimming cannot fix it") as caught:
+        send_with_retry(client, too_long_newest, model="m", max_tokens=100, count=characters)
+    assert len(requests) == 1 and caught.value.limit == 2000
+    assert is_context_overflow(caught.value.api_error)
 
 
 # --- what a trim keeps: what the code made, pinned by identity ------------------------------------
