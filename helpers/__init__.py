@@ -5,7 +5,8 @@ Every notebook starts with::
     from helpers import get_client, MODEL, describe_backend
 
 `get_client()` returns a real `openai.OpenAI` client: for the embedded offline
-SmolLM2 model by default, or for the provider set in the environment / `.env`.
+SmolLM2 model (llama.cpp's own server, started in this process) by default, or for the
+provider set in the environment / `.env`.
 `MODEL` is the model name to pass to `client.chat.completions.create`.
 `get_async_client()` is the same as an `openai.AsyncOpenAI`, for async frameworks.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend.aio import get_async_client
-from .backend.client import TokenCount, count_tokens, current_settings, describe_backend, get_client
+from .backend.client import TokenCount, count_text_tokens, count_tokens, current_settings, describe_backend, get_client
 from .backend.config import EMBEDDED_MODEL, Settings, resolve_settings
 from .backend.usage import Usage, read_usage
 from .errors import (
@@ -41,6 +42,7 @@ __all__ = [
     "TokenCount",
     "Usage",
     "UsageNotReportedError",
+    "count_text_tokens",
     "count_tokens",
     "current_settings",
     "describe_backend",

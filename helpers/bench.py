@@ -3,7 +3,8 @@
 Prints, measured side by side in one run:
 1. generation speed through `get_client()` (the course's path: openai SDK -> guarded httpx transport ->
    HTTP on loopback -> llama.cpp's server) against the same engine called directly, one bare HTTP POST with no
-   SDK and no guard (`xllamacpp.Server.handle_chat_completions` was measured at 1.4 tokens/s here, so not used), at each thread count; each setting in a fresh
+   SDK and no guard (`xllamacpp.Server.handle_chat_completions` ran at 1.4 tokens/s here, so not that),
+   at each thread count; each setting in a fresh
    process, rounds alternating. The ratio of `get_client()` to the best direct setting is the target
    (at least 0.9);
 2. the speed-up the server's prompt cache gives on a growing history: the same final prompt with the
@@ -90,8 +91,19 @@ def _child(path: str, threads: int, tokens: int, repeats: int) -> list[float]:
 
 
 def _run_child(path: str, threads: int, tokens: int, repeats: int) -> list[float]:
-    command = [sys.executable, "-m", "helpers.bench", "--child", path, "--threads", str(threads),
-               "--tokens", str(tokens), "--repeats", str(repeats)]
+    command = [
+        sys.executable,
+        "-m",
+        "helpers.bench",
+        "--child",
+        path,
+        "--threads",
+        str(threads),
+        "--tokens",
+        str(tokens),
+        "--repeats",
+        str(repeats),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     if result.returncode:
         raise BenchmarkError(f"{' '.join(command)} failed: {result.stderr.strip().splitlines()[-1:]}")

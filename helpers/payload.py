@@ -29,8 +29,8 @@ import pandas as pd
 from .backend._http import httpx
 from .backend.client import count_text_tokens, count_tokens, current_settings, get_client
 from .backend.config import Settings
-from .backend.embedded import normalize_messages
 from .errors import HelpersError
+from .types import normalize_messages
 
 KEPT_KEYS = ("role", "content")
 

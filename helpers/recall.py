@@ -9,9 +9,9 @@ answers, how much of the model's probability goes to each, given what was sent?
                            candidates=["Maya", "Sofia", "Emma", "Lena", "Hana"])
     shares["Maya"]   # 0.96 with the fact in the prompt; near 0.2 or below without it
 
-- **A llama.cpp server (the embedded one, or any other): exact.** The reply is scored as it would be written: the conversation, the
-  question, then the assistant's ``answer_prefix`` followed by each candidate. Normalised over the
-  candidates (a softmax of the log-likelihoods), that is ``raw_shares``.
+- **A llama.cpp server (the embedded one, or any other): exact.** The reply is scored as it
+  would be written: the conversation, the question, then the assistant's ``answer_prefix``
+  followed by each candidate. Normalised over the candidates (a softmax of the log-likelihoods), that is ``raw_shares``.
 - **Corrected for guessing** (``shares``, the default). With no conversation at all, a model still
   prefers some answers ("peanuts" is a likelier allergy than "shellfish"), and that preference
   is not memory. So each candidate's probability is divided by its probability when only the

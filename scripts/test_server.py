@@ -122,7 +122,12 @@ def notebook_environment(server: RunningServer) -> dict[str, str]:
     """This process's environment, with the provider settings a learner would write for this server."""
     env = {name: value for name, value in os.environ.items() if name not in PROVIDER_VARIABLES}
     env.update(
-        {"LLM_PROVIDER": "custom", "OPENAI_BASE_URL": server.base_url, "LLM_MODEL": MODEL_ALIAS, "LLM_API_KEY": server.api_key}
+        {
+            "LLM_PROVIDER": "custom",
+            "OPENAI_BASE_URL": server.base_url,
+            "LLM_MODEL": MODEL_ALIAS,
+            "LLM_API_KEY": server.api_key,
+        }
     )
     return env
 

@@ -1,6 +1,8 @@
-"""Shared fixtures: one embedded model and client for the whole test session."""
+"""Shared fixtures: one embedded server and client for the whole test session."""
 
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -8,11 +10,21 @@ import pytest
 os.environ["LLM_PROVIDER"] = "embedded"
 
 
-@pytest.fixture(scope="session")
-def embedded_model():
-    from helpers.backend.embedded import load_embedded_model
+@dataclass
+class ServerMeasures:
+    """The embedded server's tokenizer and scorer, through a client (what helpers itself uses)."""
 
-    return load_embedded_model()
+    client: Any
+
+    def count_text_tokens(self, text: str) -> int:
+        from helpers.backend import llamacpp
+
+        return len(llamacpp.tokenize(self.client, text))
+
+    def score_continuations(self, messages, answer_prefix, candidates):
+        from helpers.backend import llamacpp
+
+        return llamacpp.score_continuations(self.client, messages, answer_prefix, candidates)
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +32,11 @@ def client():
     from helpers import get_client
 
     return get_client()
+
+
+@pytest.fixture(scope="session")
+def embedded_model(client):
+    return ServerMeasures(client)
 
 
 @pytest.fixture(scope="session")

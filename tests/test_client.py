@@ -179,10 +179,10 @@ def test_count_tokens_for_a_provider_loads_no_model():
     # Before: count_tokens loaded the whole GGUF even when a provider answers the calls.
     probe = (
         "from helpers import count_tokens, resolve_settings\n"
-        "from helpers.backend.embedded import load_embedded_model\n"
-        "settings = resolve_settings({'LLM_PROVIDER': 'ollama', 'LLM_MODEL': 'llama3.2'})\n"
+        "from helpers.backend.embedded import embedded_server\n"
+        "settings = resolve_settings({'LLM_PROVIDER': 'openai', 'OPENAI_API_KEY': 'sk-test'})\n"
         "count = count_tokens([{'role': 'user', 'content': 'I am planning a trip to Japan.'}], settings)\n"
-        "print(int(count), count.exact, load_embedded_model.cache_info().currsize)\n"
+        "print(int(count), count.exact, embedded_server.cache_info().currsize)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
@@ -310,6 +310,6 @@ def test_other_bad_requests_stay_the_sdks_own_errors(clean_env, model_not_found_
 
 
 def test_the_embedded_backend_names_an_unknown_model_too(client):
-    with pytest.raises(ModelNotFoundError, match="deepseek-chat was not found at embedded.smollm2") as caught:
+    with pytest.raises(ModelNotFoundError, match="deepseek-chat was not found at 127.0.0.1") as caught:
         client.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
     assert isinstance(caught.value, openai.NotFoundError)

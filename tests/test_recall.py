@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 from openai.types import CompletionUsage
 
-from helpers.recall import AnswerShares, RecallUnavailableError, answer_shares, is_embedded_client, softmax
+from helpers.backend.llamacpp import is_llamacpp
+from helpers.recall import AnswerShares, RecallUnavailableError, answer_shares, softmax
 
 SYSTEM = {"role": "system", "content": "You are a concise travel assistant."}
 TOLD = [
@@ -22,9 +23,8 @@ def test_softmax_sums_to_one_and_keeps_order():
     assert math.isclose(sum(shares.values()), 1.0) and shares["a"] > shares["b"] > shares["c"]
 
 
-def test_the_embedded_client_is_recognised(client):
-    assert is_embedded_client(client)
-    assert not is_embedded_client(SimpleNamespace(base_url="https://api.openai.com/v1"))
+def test_the_embedded_server_is_recognised_as_llama_cpp(client):
+    assert is_llamacpp(client)
 
 
 def test_a_fact_in_the_conversation_wins_the_share(client):

@@ -378,10 +378,9 @@ def test_every_block_gets_a_new_nonce():
 
 
 def test_a_decimal_nonce_costs_the_same_tokens_every_time():
-    from helpers.backend.embedded import load_embedded_model
+    from helpers import count_text_tokens
 
-    model = load_embedded_model()
-    assert len({model.count_text_tokens(data_block("Maya likes tea.").text) for _ in range(20)}) == 1
+    assert len({int(count_text_tokens(data_block("Maya likes tea.").text)) for _ in range(20)}) == 1
 
 
 @pytest.mark.parametrize("label", ["", "Data", "data>", "1data", "a" * 41, "con versation"])

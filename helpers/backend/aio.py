@@ -39,6 +39,8 @@ def get_async_client(
     if settings.is_embedded:
         openai_options.setdefault("max_retries", 0)
     http_client = httpx.AsyncClient(transport=AsyncGuardedTransport(**options["guard"]), timeout=REQUEST_TIMEOUT)
+    if "default_query" in options:
+        openai_options.setdefault("default_query", options["default_query"])
     return NamedErrorsAsyncOpenAI(
         api_key=options["api_key"], base_url=options["base_url"], http_client=http_client, **openai_options
     )

@@ -6,8 +6,8 @@ import json
 import math
 import re
 import socket
-from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -15,10 +15,10 @@ from urllib.parse import urlparse
 import openai
 from dotenv import find_dotenv, load_dotenv
 
-from ..errors import ConfigurationError, ModelNotFoundError, ProviderUnreachableError
+from ..errors import ModelNotFoundError, ProviderUnreachableError
 from . import llamacpp
 from ._http import httpx
-from .config import EMBEDDED_MODEL, PLACEHOLDER_KEY, Settings, resolve_settings, validate_base_url
+from .config import EMBEDDED_MODEL, PLACEHOLDER_KEY, Settings, check_env_file, resolve_settings, validate_base_url
 from .embedded import embedded_sampling, embedded_server
 from .transport import GuardedTransport
 
@@ -39,13 +39,7 @@ def load_env_file() -> Path | None:
     if not found:
         return None
     path = Path(found)
-    try:
-        path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigurationError(
-            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}): "
-            "save it as UTF-8, or delete it to use the embedded offline model."
-        ) from None
+    check_env_file(path)  # not UTF-8, a NUL byte, a line python-dotenv would skip: named
     load_dotenv(path, override=False, encoding="utf-8")
     return path
 
@@ -156,7 +150,10 @@ def client_options(settings: Settings) -> dict[str, Any]:
             "api_key": server.api_key or PLACEHOLDER_KEY,
             "guard": {"defaults": embedded_sampling(), "served_model": EMBEDDED_MODEL},
         }
-    return {"base_url": settings.base_url, "api_key": settings.api_key, "guard": {}}
+    options: dict[str, Any] = {"base_url": settings.base_url, "api_key": settings.api_key, "guard": {}}
+    if settings.default_query:
+        options["default_query"] = dict(settings.default_query)
+    return options
 
 
 def get_client(
@@ -181,9 +178,13 @@ def get_client(
         check_reachable(settings.base_url or "")
     options = client_options(settings)
     hooks = {name: list(functions) for name, functions in (http_event_hooks or {}).items()}
-    http_client = httpx.Client(transport=GuardedTransport(**options["guard"]), timeout=REQUEST_TIMEOUT, event_hooks=hooks)
+    http_client = httpx.Client(
+        transport=GuardedTransport(**options["guard"]), timeout=REQUEST_TIMEOUT, event_hooks=hooks
+    )
     if settings.is_embedded:
         openai_options.setdefault("max_retries", 0)  # a local server: nothing to wait out
+    if "default_query" in options:
+        openai_options.setdefault("default_query", options["default_query"])
     return NamedErrorsOpenAI(
         api_key=options["api_key"], base_url=options["base_url"], http_client=http_client, **openai_options
     )
@@ -249,7 +250,9 @@ def count_text_tokens(text: str, settings: Settings | None = None, *, client: An
     if _exact_counter(client, settings):
         return TokenCount(len(llamacpp.tokenize(client, text)), exact=True, method="the server's tokenizer")
     return TokenCount(
-        math.ceil(len(text) / ESTIMATE_CHARS_PER_TOKEN), exact=False, method=f"~{ESTIMATE_CHARS_PER_TOKEN} characters/token"
+        math.ceil(len(text) / ESTIMATE_CHARS_PER_TOKEN),
+        exact=False,
+        method=f"~{ESTIMATE_CHARS_PER_TOKEN} characters/token",
     )
 
 
@@ -286,5 +289,7 @@ def _plain_text(message: Any) -> str:
     if isinstance(content, list):
         content = "\n".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
     calls = message.get("tool_calls") or []
-    arguments = " ".join(str((call.get("function") or {}).get("arguments", "")) for call in calls if isinstance(call, Mapping))
+    arguments = " ".join(
+        str((call.get("function") or {}).get("arguments", "")) for call in calls if isinstance(call, Mapping)
+    )
     return f"{content or ''}{arguments}"

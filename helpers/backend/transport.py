@@ -55,7 +55,9 @@ def _neutralize(value: Any) -> Any:
             key: (
                 neutralize_control_markers(item)
                 if key in _TEXT_KEYS and isinstance(item, str)
-                else _neutralize(item) if key in (*_TEXT_KEYS, "messages") else item
+                else _neutralize(item)
+                if key in (*_TEXT_KEYS, "messages")
+                else item
             )
             for key, item in value.items()
         }
@@ -75,7 +77,9 @@ def rewrite_request(
                 "(llama.cpp's server itself would answer as its own model under any name)."
             )
             return body, {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}}
-    body = {key: (_neutralize(value) if key in ("messages", "input", "prompt") else value) for key, value in body.items()}
+    body = {
+        key: (_neutralize(value) if key in ("messages", "input", "prompt") else value) for key, value in body.items()
+    }
     if isinstance(body.get("input"), str):
         body["input"] = neutralize_control_markers(body["input"])
     if isinstance(body.get("prompt"), str):
@@ -108,7 +112,10 @@ class _Rewriter:
             return request, None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length",)}
         rebuilt = httpx.Request(
-            request.method, request.url, headers=headers, content=json.dumps(new_body).encode("utf-8"),
+            request.method,
+            request.url,
+            headers=headers,
+            content=json.dumps(new_body).encode("utf-8"),
             extensions=request.extensions,
         )
         return rebuilt, None
