@@ -15,7 +15,9 @@
 3. **A model name the embedded server does not serve is refused** with a 404 `model_not_found`
    (llama.cpp's server itself answers as its own model whatever name it is given), so the SDK raises
    `ModelNotFoundError` as a hosted provider would.
-4. **A refused connection names the URL** it tried.
+4. **A message role OpenAI does not accept is refused** with a 400, as OpenAI answers (llama.cpp's server
+   would put `<|im_start|>wizard` in the prompt and answer).
+5. **A refused connection names the URL** it tried.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ CONTROL_MARKER = re.compile(
 _CHAT_PATHS = ("/chat/completions",)
 _GUARDED_PATHS = ("/chat/completions", "/responses", "/apply-template", "/completions")
 _TEXT_KEYS = ("content", "text", "input", "prompt")
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
 def neutralize_control_markers(text: str) -> str:
@@ -77,6 +80,13 @@ def rewrite_request(
                 "(llama.cpp's server itself would answer as its own model under any name)."
             )
             return body, {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}}
+    if path.endswith(_CHAT_PATHS) and isinstance(body.get("messages"), list):
+        for index, message in enumerate(body["messages"]):
+            role = message.get("role") if isinstance(message, dict) else None
+            if role not in ROLES:
+                message = f"Invalid value for messages[{index}].role: {role!r}. Supported: {', '.join(ROLES)}."
+                error = {"message": message, "type": "invalid_request_error", "param": f"messages[{index}].role"}
+                return body, {"error": {**error, "code": "invalid_value"}}
     body = {
         key: (_neutralize(value) if key in ("messages", "input", "prompt") else value) for key, value in body.items()
     }
@@ -107,7 +117,8 @@ class _Rewriter:
             return request, None
         new_body, refusal = rewrite_request(request.url.path, body, self.defaults, self.served_model)
         if refusal is not None:
-            return request, httpx.Response(404, json=refusal, request=request)
+            status = 404 if refusal["error"]["code"] == "model_not_found" else 400
+            return request, httpx.Response(status, json=refusal, request=request)
         if new_body == body:
             return request, None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length",)}
