@@ -2,11 +2,10 @@
 
 import copy
 import re
-from types import SimpleNamespace
 
 import openai
 import pytest
-from openai.types import CompletionUsage
+from fakes import Fail, FakeServer, chat_completion
 
 from helpers import count_tokens
 from helpers.history import (
@@ -197,29 +196,16 @@ def test_trim_to_budget_with_pinned_messages_names_them_when_nothing_fits():
 # --- summaries with a scripted fake client -------------------------------------------
 
 
-class FakeCompletions:
-    """Answers like the SDK with canned replies, or raises; records what was sent."""
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.sent = []
-
-    def create(self, **request):
-        self.sent.append(copy.deepcopy(request))
-        reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        text, finish = reply if isinstance(reply, tuple) else (reply, "stop")
-        return SimpleNamespace(
-            choices=[SimpleNamespace(finish_reason=finish, message=SimpleNamespace(content=text))],
-            usage=CompletionUsage(
-                prompt_tokens=100, completion_tokens=20, total_tokens=120, prompt_tokens_details={"cached_tokens": 7}
-            ),
-        )
+def summary_reply(text: str, finish_reason: str = "stop") -> dict:
+    return chat_completion(text, prompt_tokens=100, completion_tokens=20, finish_reason=finish_reason, cached_tokens=7)
 
 
-def fake_client(*replies):
-    return SimpleNamespace(chat=SimpleNamespace(completions=FakeCompletions(replies)))
+def fake_server(*replies) -> FakeServer:
+    """A server answering in turn: a summary text, a (text, finish_reason) pair, or a Fail/Disconnect answer."""
+    return FakeServer(
+        summary_reply(reply) if isinstance(reply, str) else summary_reply(*reply) if isinstance(reply, tuple) else reply
+        for reply in replies
+    )
 
 
 def test_summary_request_is_incremental():
@@ -234,22 +220,23 @@ def test_summary_request_is_incremental():
 
 
 def test_summarize_records_tokens_and_trims_a_truncated_reply():
-    client = fake_client(("Maya is allergic to shellfish. She arrives on 14 Ap", "length"))
+    server = fake_server(("Maya is allergic to shellfish. She arrives on 14 Ap", "length"))
+    client = server.client
     call = summarize(make_history(1, newest_pending=False)[1:], client, model="m")
     assert call.text == "Maya is allergic to shellfish."
     assert call.truncated
     assert (call.prompt_tokens, call.completion_tokens, call.cached_tokens) == (100, 20, 7)
-    assert client.chat.completions.sent[0]["max_tokens"] == 100
+    assert server.requests[0]["max_tokens"] == 100
 
 
 def test_summarize_refuses_an_empty_reply():
     with pytest.raises(SummaryError):
-        summarize(make_history(1)[1:], fake_client("   "), model="m")
+        summarize(make_history(1)[1:], fake_server("   ").client, model="m")
 
 
 def test_summarize_needs_turns():
     with pytest.raises(ValueError, match="nothing to summarize"):
-        summarize([SYSTEM], fake_client("x"), model="m")
+        summarize([SYSTEM], fake_server("x").client, model="m")
 
 
 def test_summary_message_placements():
@@ -274,7 +261,8 @@ def drive(buffer, client, turns, start=1):
 
 
 def test_summary_buffer_folds_past_the_threshold_and_keeps_k_turns():
-    client = fake_client("Summary one.", "Summary two.", "Summary three.")
+    server = fake_server("Summary one.", "Summary two.", "Summary three.")
+    client = server.client
     buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(8, 2))
     drive(buffer, client, 4)
     assert buffer.summary == "" and len(buffer.messages) == 8, "8 messages: not past the threshold yet"
@@ -287,12 +275,13 @@ def test_summary_buffer_folds_past_the_threshold_and_keeps_k_turns():
     assert no_orphans(payload[2:])
     assert len(buffer.summarizer_calls) == 1 and buffer.summarizer_tokens == 120
     # The summarizer was sent only the folded turns, not the verbatim tail.
-    sent = client.chat.completions.sent[0]["messages"][1]["content"]
+    sent = server.requests[0]["messages"][1]["content"]
     assert "user turn 1" in sent and "user turn 3" in sent and "user turn 4" not in sent
 
 
 def test_summary_buffer_is_incremental_and_bounded():
-    client = fake_client(*[f"Summary {n}." for n in range(1, 20)])
+    server = fake_server(*[f"Summary {n}." for n in range(1, 20)])
+    client = server.client
     buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(6, 2))
     for number in range(1, 25):
         buffer.append({"role": "user", "content": f"user turn {number}"})
@@ -300,7 +289,7 @@ def test_summary_buffer_is_incremental_and_bounded():
         assert len(buffer.messages) <= 7
         assert buffer.messages[-1]["content"] == f"user turn {number}"
         buffer.append({"role": "assistant", "content": f"reply {number}"})
-    calls = client.chat.completions.sent
+    calls = server.requests
     assert len(calls) == len(buffer.summarizer_calls) >= 2
     second = calls[1]["messages"][1]["content"]
     assert re.search(r"<summary-\d{12}>\nSummary 1.\n</summary-\d{12}>", second), "each fold extends the summary"
@@ -308,7 +297,8 @@ def test_summary_buffer_is_incremental_and_bounded():
 
 
 def test_failed_summarizer_call_leaves_the_buffer_untouched():
-    client = fake_client("Summary one.", openai.APIError("boom", request=None, body=None))
+    server = fake_server("Summary one.", Fail(500, "boom"))
+    client = server.client
     buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(4, 1))
     drive(buffer, client, 3)  # folds once
     before = copy.deepcopy((buffer.summary, buffer.messages, buffer.summarizer_calls))
@@ -316,19 +306,20 @@ def test_failed_summarizer_call_leaves_the_buffer_untouched():
     buffer.append({"role": "assistant", "content": "reply"})
     buffer.append({"role": "user", "content": "and another"})
     snapshot = copy.deepcopy((buffer.summary, buffer.messages, buffer.summarizer_calls))
-    with pytest.raises(openai.APIError):
+    with pytest.raises(openai.InternalServerError, match="boom"):
         buffer.fold_if_needed(client)
+    assert len(server.requests) == 2, "the second fold was asked for, and failed"
     assert (buffer.summary, buffer.messages, buffer.summarizer_calls) == snapshot
     assert before[0] == buffer.summary
 
 
 def test_empty_summary_leaves_the_buffer_untouched():
     buffer = SummaryBuffer(system=SYSTEM, summarizer=RewriteSummary(), settings=BufferSettings(2, 1))
-    drive(buffer, fake_client(), 1)
+    drive(buffer, fake_server().client, 1)
     buffer.append({"role": "user", "content": "next"})
     snapshot = copy.deepcopy(buffer.messages)
     with pytest.raises(SummaryError):
-        buffer.fold_if_needed(fake_client(""))
+        buffer.fold_if_needed(fake_server("").client)
     assert buffer.messages == snapshot and buffer.summary == ""
 
 
@@ -349,7 +340,7 @@ def test_summary_buffer_user_data_placement():
     buffer = SummaryBuffer(
         system=SYSTEM, placement="user_data", summarizer=RewriteSummary(), settings=BufferSettings(2, 1)
     )
-    drive(buffer, fake_client("Maya likes trains."), 2)
+    drive(buffer, fake_server("Maya likes trains.").client, 2)
     payload = buffer.payload()
     assert [m["role"] for m in payload[:2]] == ["system", "user"]
     assert re.search(r"<conversation_summary-\d{12}>", payload[1]["content"])
@@ -406,14 +397,16 @@ def test_sentences_split_at_ends_followed_by_a_capital_or_digit():
 
 
 def test_rewrite_summary_can_read_the_user_lines_only():
-    client = fake_client("Maya, shellfish.")
+    server = fake_server("Maya, shellfish.")
+    client = server.client
     RewriteSummary(roles=("user",)).fold(make_history(2, newest_pending=False)[1:], "", client, "m")
-    sent = client.chat.completions.sent[0]["messages"][1]["content"]
+    sent = server.requests[0]["messages"][1]["content"]
     assert "Question 1" in sent and "Answer 1" not in sent
 
 
 def test_fold_notes_appends_one_note_and_never_rewrites_the_old_ones():
-    client = fake_client("Maya is allergic to shellfish.", "NONE", "She lands on 14 April.")
+    server = fake_server("Maya is allergic to shellfish.", "NONE", "She lands on 14 April.")
+    client = server.client
     notes = FoldNotes()
     first = notes.fold(make_history(1, newest_pending=False)[1:], "", client, "m")
     assert first.text == "- Maya is allergic to shellfish."
@@ -421,29 +414,17 @@ def test_fold_notes_appends_one_note_and_never_rewrites_the_old_ones():
     assert second.text == first.text, "NONE adds nothing"
     third = notes.fold(make_history(1, newest_pending=False)[1:], second.text, client, "m")
     assert third.text.splitlines() == ["- Maya is allergic to shellfish.", "- She lands on 14 April."]
-    sent = client.chat.completions.sent[0]["messages"][1]["content"]
+    sent = server.requests[0]["messages"][1]["content"]
     assert "Question 1" in sent and "Answer 1" not in sent, "only the user's lines are sent"
 
 
-class JudgeClient:
+def judge(body: dict) -> dict:
     """A provider without logprobs that answers the fact check: Yes for sentences containing a digit or a name."""
-
-    base_url = "http://judge.test/v1"
-
-    def __init__(self):
-        self.sent = []
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.create))
-
-    def create(self, **request):
-        self.sent.append(request)
-        if request.get("logprobs"):
-            choice = SimpleNamespace(logprobs=None, message=SimpleNamespace(content="Yes"), finish_reason="length")
-        else:
-            question = request["messages"][-1]["content"]
-            fact = any(ch.isdigit() for ch in question) or "Maya" in question
-            choice = SimpleNamespace(message=SimpleNamespace(content="Yes" if fact else "No"), finish_reason="stop")
-        usage = CompletionUsage(prompt_tokens=50, completion_tokens=1, total_tokens=51)
-        return SimpleNamespace(choices=[choice], usage=usage)
+    if body.get("logprobs"):
+        return chat_completion("Yes", prompt_tokens=50, completion_tokens=1, finish_reason="length")
+    question = body["messages"][-1]["content"]
+    fact = any(ch.isdigit() for ch in question) or "Maya" in question
+    return chat_completion("Yes" if fact else "No", prompt_tokens=50, completion_tokens=1)
 
 
 def test_judged_notes_copy_the_sentences_the_model_accepts_word_for_word():
@@ -452,11 +433,11 @@ def test_judged_notes_copy_the_sentences_the_model_accepts_word_for_word():
         {"role": "assistant", "content": "Tokyo, Maya. It has 14 wards."},
         {"role": "user", "content": "I land on 14 April."},
     ]
-    call = JudgedNotes().fold(turns, "", JudgeClient(), "m")
+    call = JudgedNotes().fold(turns, "", FakeServer(judge).client, "m")
     assert call.text.splitlines() == ["- My name is Maya.", "- I land on 14 April."]
     assert call.calls == 4 and call.completion_tokens == 0, "one check per user sentence, none of the assistant's"
     again = JudgedNotes().fold(
-        [{"role": "user", "content": "I land on 14 April. Thanks!"}], call.text, JudgeClient(), "m"
+        [{"role": "user", "content": "I land on 14 April. Thanks!"}], call.text, FakeServer(judge).client, "m"
     )
     assert again.text == call.text, "a note already kept is not added twice"
 
@@ -478,23 +459,25 @@ def test_user_statements_copy_the_users_statements_and_call_no_model():
         {"role": "assistant", "content": "Tokyo, Maya. It has 14 wards and I am sure you will love it."},
         {"role": "user", "content": "I land on 14 April. Thanks a lot!"},
     ]
-    client = fake_client()  # no reply queued: any model call would fail
+    server = fake_server()  # no reply queued: any model call would fail
+    client = server.client
     call = UserStatements().fold(turns, "", client, "m")
     assert call.text.splitlines() == ["- My name is Maya.", "- I land on 14 April.", "- Thanks a lot!"]
-    assert (call.calls, call.tokens) == (0, 0) and client.chat.completions.sent == []
+    assert (call.calls, call.tokens) == (0, 0) and server.requests == []
     again = UserStatements().fold([{"role": "user", "content": "I land on 14 April."}], call.text, client, "m")
     assert again.text == call.text, "a statement already kept is not added twice"
 
 
 def test_user_statements_compact_the_oldest_past_the_cap_and_count_the_call():
     many = [{"role": "user", "content": " ".join(f"I own {n} maps of town number {n}." for n in range(1, 15))}]
-    client = fake_client("The user owns many maps.")
+    server = fake_server("The user owns many maps.")
+    client = server.client
     call = UserStatements(cap_tokens=60).fold(many, "", client, "m")
     lines = call.text.splitlines()
     assert lines[0] == "Earlier: The user owns many maps." and len(call.dropped) == 7
     assert lines[1:] == [f"- I own {n} maps of town number {n}." for n in range(8, 15)]
     assert call.calls == 1 and call.tokens == 120, "the compaction is a model call, and it is counted"
-    assert "I own 1 maps" in client.chat.completions.sent[0]["messages"][1]["content"]
+    assert "I own 1 maps" in server.requests[0]["messages"][1]["content"]
 
 
 def test_user_statements_fail_cleanly_when_compaction_fails():
@@ -503,8 +486,10 @@ def test_user_statements_fail_cleanly_when_compaction_fails():
     buffer.append(many[0])
     buffer.append({"role": "assistant", "content": "Nice."})
     buffer.append({"role": "user", "content": "Next?"})
-    with pytest.raises(openai.APIError):
-        buffer.fold_if_needed(fake_client(openai.APIError("boom", request=None, body=None)))
+    server = fake_server(Fail(500, "boom"))
+    with pytest.raises(openai.InternalServerError, match="boom"):
+        buffer.fold_if_needed(server.client)
+    assert len(server.requests) == 1
     assert buffer.summary == "" and len(buffer.messages) == 3
 
 
@@ -544,6 +529,6 @@ def test_summary_buffer_folds_a_tool_turn_whole():
     for message in TOOL_TURN:
         buffer.append(message)
     buffer.append({"role": "user", "content": "And Osaka?"})
-    buffer.fold_if_needed(fake_client("Kyoto is sunny."))
+    buffer.fold_if_needed(fake_server("Kyoto is sunny.").client)
     assert buffer.messages == [{"role": "user", "content": "And Osaka?"}]
     assert not any(m["role"] == "tool" for m in buffer.payload())

@@ -1,10 +1,9 @@
 """helpers.recall: the model's probability share for each candidate answer, exact on the embedded model."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
-from openai.types import CompletionUsage
+from fakes import Fail, FakeServer, chat_completion, top_logprobs
 
 from helpers.backend.llamacpp import is_llamacpp
 from helpers.recall import AnswerShares, RecallUnavailableError, answer_shares, softmax
@@ -55,58 +54,37 @@ def test_candidates_must_be_two_or_more_and_distinct(client, candidates):
         answer_shares(client, TOLD, "What is my name?", answer_prefix="Your name is", candidates=candidates)
 
 
-class ProviderClient:
-    """A hosted server: answers with `top_logprobs` for the first token, or with none."""
-
-    base_url = "https://provider.test/v1"
-
-    def __init__(self, top=None):
-        self.top = top
-        self.sent = []
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.create))
-
-    def create(self, **request):
-        self.sent.append(request)
-        logprobs = None
-        if self.top is not None:
-            items = [SimpleNamespace(token=token, logprob=math.log(p)) for token, p in self.top.items()]
-            logprobs = SimpleNamespace(
-                content=[SimpleNamespace(token=items[0].token, logprob=items[0].logprob, top_logprobs=items)]
-            )
-        choice = SimpleNamespace(logprobs=logprobs, message=SimpleNamespace(content="Maya"), finish_reason="length")
-        return SimpleNamespace(
-            choices=[choice], usage=CompletionUsage(prompt_tokens=9, completion_tokens=1, total_tokens=10)
-        )
+def provider(top: dict[str, float] | None = None) -> FakeServer:
+    """A hosted server: answers with `top_logprobs` (`{token: probability}`) for the first token, or with none."""
+    logprobs = top_logprobs({token: math.log(p) for token, p in top.items()}) if top is not None else None
+    reply = chat_completion("Maya", prompt_tokens=9, completion_tokens=1, finish_reason="length", logprobs=logprobs)
+    return FakeServer(lambda body: reply)
 
 
 def test_a_provider_is_scored_from_the_first_tokens_top_logprobs():
-    client = ProviderClient({"Maya": 0.7, "Em": 0.2, " Sofia": 0.05})
+    server = provider({"Maya": 0.7, "Em": 0.2, " Sofia": 0.05})
     shares = answer_shares(
-        client, TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m", calibrate=False
+        server.client, TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m",
+        calibrate=False,
     )
     assert not shares.exact and shares.best == "Maya"
     assert shares["Maya"] > shares["Emma"] > shares["Sofia"] > shares["Lena"]
-    request = client.sent[0]
+    assert len(server.requests) == 1
+    request = server.requests[0]
     assert request["logprobs"] is True and request["top_logprobs"] == 20 and request["max_tokens"] == 1
 
 
 def test_a_provider_without_logprobs_is_a_named_error():
     with pytest.raises(RecallUnavailableError, match="no top_logprobs"):
         answer_shares(
-            ProviderClient(None), TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m"
+            provider(None).client, TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m"
         )
 
 
 def test_a_server_that_refuses_logprobs_is_the_same_named_error():
-    import openai
-
-    from helpers.backend._http import httpx
-
-    class Refusing(ProviderClient):
-        def create(self, **request):
-            request = httpx.Request("POST", "http://server.test/v1/chat/completions")
-            raise openai.InternalServerError("logprobs is not supported for models created with logits_all=False",
-                                             response=httpx.Response(500, request=request), body=None)
-
+    refusing = FakeServer(lambda body: Fail(500, "logprobs is not supported for models created with logits_all=False"))
     with pytest.raises(RecallUnavailableError, match="refused log-probabilities"):
-        answer_shares(Refusing(), TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m")
+        answer_shares(
+            refusing.client, TOLD, "What is my name?", answer_prefix="Your name is", candidates=NAMES, model="m"
+        )
+    assert refusing.requests and refusing.requests[0]["logprobs"] is True

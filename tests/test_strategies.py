@@ -2,10 +2,10 @@
 
 import copy
 import json
-from types import SimpleNamespace
 
 import pytest
-from openai.types import CompletionUsage
+from fakes import FakeServer, chat_completion
+from openai.types.chat import ChatCompletion
 
 from helpers import count_tokens
 from helpers.history import BufferSettings, RewriteSummary, count_turns
@@ -34,47 +34,33 @@ CONVERSATION = load_conversation()
 FACTS = CONVERSATION.facts
 
 
-class ScriptedClient:
-    """Answers every call with a fixed reply, bills count_tokens(messages), records what was sent.
+def scripted(reply="Noted. Enjoy the trip.", summary="Maya is allergic to shellfish.") -> FakeServer:
+    """A server that answers every call with a fixed reply and bills count_tokens(messages) for itself.
 
     Summarizer requests (their system message asks for a summary) are answered with
     `summary`; every other call with `reply`, or, for a planted-fact question, with
     the fact's value when that value is anywhere in what was sent.
     """
 
-    base_url = "https://scripted.test/v1"
-
-    def __init__(self, reply="Noted. Enjoy the trip.", summary="Maya is allergic to shellfish."):
-        self.reply, self.summary = reply, summary
-        self.requests = []
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.create))
-
-    def create(self, **request):
-        self.requests.append(copy.deepcopy(request))
-        messages = request["messages"]
+    def answer(body: dict) -> dict:
+        messages = body["messages"]
         if "running summary" in messages[0]["content"]:
-            text = self.summary
+            text = summary
         else:
-            text = self.reply
+            text = reply
             sent = " ".join(str(m["content"]) for m in messages[:-1])
             for fact in FACTS.values():
                 if messages[-1]["content"] == RECALL_PROBE.format(question=fact.question):
                     text = f"It is {fact.value}." if mentions(sent, fact) else "I do not know."
-        usage = CompletionUsage(
-            prompt_tokens=int(count_tokens(messages)),
-            completion_tokens=7,
-            total_tokens=0,
-            prompt_tokens_details={"cached_tokens": 3},
-        )
-        message = SimpleNamespace(
-            role="assistant", content=text, model_dump=lambda **_: {"role": "assistant", "content": text}
-        )
-        return SimpleNamespace(
-            choices=[SimpleNamespace(message=message, finish_reason="stop", logprobs=None)], usage=usage
-        )
+        billed = int(count_tokens(messages, client=server.client))  # what helpers counts for this server
+        return chat_completion(text, prompt_tokens=billed, completion_tokens=7, cached_tokens=3)
 
-    def conversation_calls(self):
-        return [r for r in self.requests if "running summary" not in r["messages"][0]["content"]]
+    server = FakeServer(answer)
+    return server
+
+
+def conversation_calls(server: FakeServer) -> list[dict]:
+    return [r for r in server.requests if "running summary" not in r["messages"][0]["content"]]
 
 
 def test_the_data_conversations_load_with_scorable_facts():
@@ -141,19 +127,19 @@ SMALL = StrategySettings(max_tokens=16, window_turns=2, budget=150, buffer=Buffe
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_run_strategy_runs_the_loop_and_records_usage(strategy):
-    client = ScriptedClient()
+    server = scripted()
     seen = []
     run = run_strategy(
-        client, strategy, CONVERSATION, SMALL, seen.append, turns=7, model="m", summarizer=RewriteSummary()
+        server.client, strategy, CONVERSATION, SMALL, seen.append, turns=7, model="m", summarizer=RewriteSummary()
     )
-    calls = client.conversation_calls()
+    calls = conversation_calls(server)
     assert len(run.rows) == len(calls) == 7 and seen == run.rows
     for row, call in zip(run.rows, calls):
         sent = call["messages"]
         assert call["model"] == "m" and call["max_tokens"] == 16
         assert sent[0] == CONVERSATION.system_message
         assert sent[-1] == {"role": "user", "content": CONVERSATION.turns[row["turn"] - 1]}
-        assert row["prompt_tokens"] == int(count_tokens(sent)) and row["cached_tokens"] == 3
+        assert row["prompt_tokens"] == int(count_tokens(sent, client=server.client)) and row["cached_tokens"] == 3
     sizes = run.per_turn()
     if strategy == "raw":
         assert all(b > a for a, b in zip(sizes, sizes[1:]))
@@ -172,39 +158,40 @@ def test_run_strategy_runs_the_loop_and_records_usage(strategy):
 
 def test_run_strategy_rejects_an_unknown_strategy():
     with pytest.raises(ValueError, match="strategy must be one of"):
-        run_strategy(ScriptedClient(), "everything", CONVERSATION, turns=1, model="m")
+        run_strategy(scripted().client, "everything", CONVERSATION, turns=1, model="m")
 
 
 def recording(turns=8):
-    return record(ScriptedClient(), CONVERSATION, 16, turns=turns, model="m")
+    return record(scripted().client, CONVERSATION, 16, turns=turns, model="m")
 
 
 def test_replay_sends_exactly_what_a_live_run_sends():
-    client = ScriptedClient()
+    server = scripted()
+    client = server.client
     recorded = recording()
     assert [m["role"] for m in recorded.history] == ["system"] + ["user", "assistant"] * 8
     for strategy in ("raw", "window", "budget"):
-        live = run_strategy(ScriptedClient(), strategy, CONVERSATION, SMALL, turns=8, model="m")
+        live = run_strategy(scripted().client, strategy, CONVERSATION, SMALL, turns=8, model="m")
         replayed = replay_strategy(client, strategy, recorded, SMALL, model="m")
         assert replayed.per_turn() == live.per_turn(), strategy
     summary = replay_strategy(client, "summary", recorded, SMALL, model="m", summarizer=RewriteSummary())
     assert summary.summarizer_rows and all(r["calls"] == 1 for r in summary.summarizer_rows)
-    assert len(client.requests) == len(summary.summarizer_rows), "a replay calls the model only to fold"
+    assert len(server.requests) == len(summary.summarizer_rows), "a replay calls the model only to fold"
 
 
 def test_replay_counts_the_cache_a_server_would_use(embedded_model):
-    replayed = replay_strategy(ScriptedClient(), "raw", recording(), SMALL, model="m")
+    replayed = replay_strategy(scripted().client, "raw", recording(), SMALL, model="m")
     rows = replayed.rows
     assert rows[0]["cached_tokens"] == 0
     for previous, row in zip(rows, rows[1:]):  # raw keeps the prefix: the whole previous prompt is reused
         assert row["cached_tokens"] >= previous["prompt_tokens"]
         assert row["cached_tokens_openai_rule"] == 0 or row["cached_tokens_openai_rule"] % 128 == 0
-    window = replay_strategy(ScriptedClient(), "window", recording(), SMALL, model="m").rows
+    window = replay_strategy(scripted().client, "window", recording(), SMALL, model="m").rows
     assert window[-1]["cached_tokens"] < 40, "a window changes the start of the prompt every turn"
 
 
 def test_recall_rows_measure_three_ways():
-    client = ScriptedClient()
+    client = scripted().client
     recorded = recording()
     raw = recall_rows(client, replay_strategy(client, "raw", recorded, SMALL, model="m"), FACTS, model="m")
     window = recall_rows(client, replay_strategy(client, "window", recorded, SMALL, model="m"), FACTS, model="m")
@@ -232,7 +219,7 @@ def test_looping_replies_are_counted():
 
 
 def test_usage_row_without_cache_details():
-    response = SimpleNamespace(usage=CompletionUsage(prompt_tokens=10, completion_tokens=2, total_tokens=12))
+    response = ChatCompletion.model_validate(chat_completion("Hi.", prompt_tokens=10, completion_tokens=2))
     assert usage_row(3, response, [{}, {}])["cached_tokens"] is None
 
 

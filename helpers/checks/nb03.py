@@ -22,13 +22,14 @@ returns figures) or raises `ChallengeNotPassed` with a hint.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
-from openai.types import CompletionUsage
+import openai
 
+from ..backend._http import httpx
 from ..backend.client import count_tokens
 from ..strategies import LONG_CONVERSATION, RECALL_PROBE, load_conversation
 from ..types import Message
@@ -212,46 +213,63 @@ def check_bounded_payload(payload: PayloadFunction, *, turns: int = 40, min_kept
 # --- Summarize-and-continue --------------------------------------------------------------
 
 
-class SummarizerDown(ConnectionError):
-    """The stub summarizer's failure: the only error the failure check expects from a fold step."""
-
-
-@dataclass
 class StubSummarizer:
     """A client whose only job is summarizing, with perfect recall of the planted facts.
 
-    Whatever a request carries (instructions, a previous summary, transcript), the
-    reply is one sentence per planted fact found anywhere in the request text, plus
-    one generic sentence. It never copies the turns' wording, so a fact in its reply
-    can only have come from what the fold step sent it. Records every request.
+    It stands for a real `openai.OpenAI` client on an in-memory transport (every other attribute is that
+    client's): the fold step calls it as it calls any provider; the SDK parses the replies and raises its
+    own errors. Whatever a request carries (instructions, a previous summary, transcript), the reply is one
+    sentence per planted fact found anywhere in the request text, plus one generic sentence. It never
+    copies the turns' wording, so a fact in its reply can only have come from what the fold step sent it.
+    Records every chat request (`requests`) and reply (`replies`). With `fail=True` every connection fails
+    (`openai.APIConnectionError`, as a network error would); any other path (e.g. llama.cpp's `/props`)
+    is answered 404, so token counts through it are estimates, as with a hosted provider.
     """
 
-    facts: dict[str, dict[str, Any]]
-    fail: bool = False
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    replies: list[str] = field(default_factory=list)
+    def __init__(self, facts: dict[str, dict[str, Any]], *, fail: bool = False) -> None:
+        self.facts = facts
+        self.fail = fail
+        self.requests: list[dict[str, Any]] = []
+        self.replies: list[str] = []
+        transport = httpx.MockTransport(self._answer)
+        self.client = openai.OpenAI(
+            api_key="stub",
+            base_url="http://stub-summarizer.invalid/v1",
+            max_retries=0,
+            http_client=httpx.Client(transport=transport),
+        )
 
-    def __post_init__(self) -> None:
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
 
     def fact_sentence(self, name: str) -> str:
         return f"The user's {name} is {self.facts[name]['value']}."
 
-    def _create(self, **request: Any) -> Any:
-        self.requests.append(copy.deepcopy(request))
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/chat/completions"):
+            error = {"message": f"Not found: {request.url.path}", "type": "not_found_error"}
+            return httpx.Response(404, json={"error": error}, request=request)
+        body = json.loads(request.content)
+        self.requests.append(copy.deepcopy(body))
         if self.fail:
-            raise SummarizerDown("stub summarizer: the call failed (as a network error would)")
-        text = " ".join(str(m.get("content") or "") for m in request.get("messages", [])).lower()
+            raise httpx.ConnectError("stub summarizer: the connection failed", request=request)
+        text = " ".join(str(m.get("content") or "") for m in body.get("messages", [])).lower()
         sentences = [
             self.fact_sentence(name) for name, fact in self.facts.items() if any(k in text for k in fact["match"])
         ]
         reply = " ".join(sentences + ["The user is planning a trip to Japan."])
         self.replies.append(reply)
-        usage = CompletionUsage(prompt_tokens=100, completion_tokens=20, total_tokens=120)
-        choice = SimpleNamespace(
-            finish_reason="stop", index=0, message=SimpleNamespace(role="assistant", content=reply)
-        )
-        return SimpleNamespace(choices=[choice], usage=usage)
+        completion = {
+            "id": "chatcmpl-stub",
+            "object": "chat.completion",
+            "created": 0,
+            "model": str(body.get("model", "stub")),
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}
+            ],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+        }
+        return httpx.Response(200, json=completion, request=request)
 
 
 def _user_turn_starts(messages: Sequence[Message]) -> list[int]:
@@ -418,7 +436,7 @@ def check_summarize_and_continue(
     snapshot = copy.deepcopy(over)
     try:
         result = fold_step(over, failing)
-    except SummarizerDown:  # the stub's own failure; any other error is a bug in the fold step and propagates
+    except openai.APIConnectionError:  # the stub's failure; any other error is a bug in the fold step: it propagates
         result = snapshot
     _require(over == snapshot, "fold_step changed the memory it was given while its model call failed.")
     if failing.requests:  # a fold step that calls no model has no failed call to survive
@@ -514,7 +532,10 @@ def _clean(text: str) -> str:
 
 
 class _RecordingClient:
-    """Wraps a client and keeps the text of every reply its chat.completions.create returns."""
+    """Wraps a client and keeps the text of every reply its chat.completions.create returns.
+
+    Everything else (`base_url`, `with_options`, the server's own endpoints) is the wrapped client's.
+    """
 
     def __init__(self, client: Any, replies: list[str]):
         def create(**request: Any) -> Any:
@@ -522,4 +543,8 @@ class _RecordingClient:
             replies.append(response.choices[0].message.content or "")
             return response
 
+        self._client = client
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=create))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
