@@ -26,6 +26,7 @@ from typing import Any, TextIO
 import openai
 import pandas as pd
 
+from .backend import llamacpp
 from .backend._http import httpx
 from .backend.client import count_text_tokens, count_tokens, current_settings, get_client
 from .backend.config import Settings
@@ -175,8 +176,10 @@ def assistant_message(reply: Any) -> dict[str, str]:
 class Recorded:
     """What a `recording_client` sent and received, one entry per HTTP call, in order.
 
-    `requests[i]` is the JSON body of the i-th POST (model, messages, max_tokens, ...);
-    `responses[i]` is the JSON body that came back, or None for a streamed reply.
+    `requests[i]` is the JSON body of the i-th POST to the API (model, messages, max_tokens, ...);
+    `responses[i]` is the JSON body that came back, or None for a streamed reply. The calls that only
+    measure, at a llama.cpp server's root (`/tokenize`, `/apply-template`, `/completion` for
+    `count_tokens` and recall scores), are not requests to the model's API and are not kept.
     """
 
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -187,13 +190,17 @@ class Recorded:
         """The `messages` list of each request, as sent."""
         return [body.get("messages", []) for body in self.requests]
 
+    @staticmethod
+    def _kept(request: httpx.Request) -> bool:
+        return request.method == "POST" and not llamacpp.is_measuring_path(request.url.path)
+
     def _keep_request(self, request: httpx.Request) -> None:
-        if request.method == "POST":
+        if self._kept(request):
             self.requests.append(json.loads(request.content or b"{}"))
 
     def _keep_response(self, response: httpx.Response) -> None:
         """Keep a JSON reply whose body was read; a stream is kept as None (reading it would hold back its chunks)."""
-        if response.request.method != "POST":
+        if not self._kept(response.request):
             return
         if response.headers.get("content-type", "").startswith("application/json"):
             self.responses.append(response.json())

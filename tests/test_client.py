@@ -313,3 +313,28 @@ def test_the_embedded_backend_names_an_unknown_model_too(client):
     with pytest.raises(ModelNotFoundError, match="deepseek-chat was not found at 127.0.0.1") as caught:
         client.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
     assert isinstance(caught.value, openai.NotFoundError)
+
+
+class _OldWheelParams:
+    """xllamacpp 2026.5's CommonParams (macOS's wheel): `hostname` and `webui`, not `hostnames` and `ui`."""
+
+    __slots__ = ("model", "model_alias", "n_parallel", "n_ctx", "cpuparams", "cpuparams_batch", "hostname", "port")
+    __slots__ += ("api_keys", "cache_ram_mib", "webui", "endpoint_slots", "endpoint_metrics", "verbosity")
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.model, self.cpuparams, self.cpuparams_batch = SimpleNamespace(), SimpleNamespace(), SimpleNamespace()
+
+
+def test_server_params_use_the_field_names_of_either_wheel(monkeypatch):
+    import xllamacpp
+
+    from helpers.backend.embedded import ServerSettings
+
+    settings = ServerSettings(n_ctx=1024, threads=1, host="127.0.0.1", api_key="k")
+    new = settings.params()
+    assert list(new.hostnames) == ["127.0.0.1"] and new.ui is False
+    monkeypatch.setattr(xllamacpp, "CommonParams", _OldWheelParams)
+    old = settings.params()
+    assert old.hostname == "127.0.0.1" and old.webui is False and old.api_keys == ["k"] and old.n_ctx == 1024

@@ -123,6 +123,24 @@ def test_recording_client_keeps_the_bodies_sent_and_received(model_name):
     assert recorded.responses[0]["usage"]["prompt_tokens"] == response.usage.prompt_tokens
 
 
+def test_recording_client_keeps_api_requests_not_the_servers_measurements(model_name):
+    from helpers import count_tokens
+
+    client, recorded = recording_client()
+    counted = count_tokens([SYSTEM, USER], client=client)  # /apply-template and /tokenize at the server's root
+    assert counted.exact and recorded.requests == [] and recorded.responses == []
+    client.chat.completions.create(model=model_name, messages=[SYSTEM, USER], max_tokens=2)
+    assert recorded.messages == [[SYSTEM, USER]] and len(recorded.responses) == 1
+    assert recorded.responses[0]["usage"]["prompt_tokens"] == int(counted)
+
+
+def test_measuring_paths_are_the_servers_root_endpoints_only():
+    from helpers.backend.llamacpp import is_measuring_path
+
+    assert all(is_measuring_path(p) for p in ("/tokenize", "/apply-template", "/completion", "/proxy/props"))
+    assert not any(is_measuring_path(p) for p in ("/v1/chat/completions", "/v1/completions", "/v1/completion"))
+
+
 def test_the_sdk_sends_reasoning_content_when_the_message_object_is_appended(model_name, deepseek_example):
     """The claim notebook 01 makes: appending the message object resends reasoning_content."""
     message = ChatCompletion.model_validate(deepseek_example).choices[0].message

@@ -30,6 +30,15 @@ def server_root(client: Any) -> str:
     return base[: -len("/v1")] if base.endswith("/v1") else base
 
 
+# The endpoints this module calls at the server's root: measurements, not requests to the model's API.
+MEASURING_ENDPOINTS = ("/props", "/apply-template", "/tokenize", "/completion")
+
+
+def is_measuring_path(path: str) -> bool:
+    """Whether a URL path is one of `MEASURING_ENDPOINTS` (at the root, not under the OpenAI API's `/v1`)."""
+    return any(path.endswith(endpoint) and not path.endswith("/v1" + endpoint) for endpoint in MEASURING_ENDPOINTS)
+
+
 def _call(client: Any, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     url = server_root(client) + path
     if method == "GET":
