@@ -7,12 +7,14 @@ replies and raises its own errors:
 - `answer` is a callable `(body: dict) -> reply` or a list of replies used in order (running out fails
   the test). A reply is a `chat_completion(...)` dict, a `Fail(status, message, code)` (the SDK raises
   the error it raises for that status, e.g. `openai.BadRequestError` for 400, `openai.InternalServerError`
-  for 5xx) or `Disconnect()` (the connection fails: `openai.APIConnectionError`).
+  for 5xx; `Fail(status, raw=body)` sends another server's error body as it is) or `Disconnect()` (the
+  connection fails: `openai.APIConnectionError`).
 - `server.requests` holds every JSON body POSTed to `/v1/chat/completions`, in order (what was sent).
 - Any other path, e.g. llama.cpp's `GET /props`, is answered 404: `is_llamacpp(server.client)` is False,
   so counts are the estimate and recall has no exact scores, as with a hosted provider.
 
-`sdk_error(status, message, code)` is the exception the SDK raises for such an answer, made by the SDK.
+`sdk_error(status, message, code)` is the exception the SDK raises for such an answer, made by the SDK
+(`Fail(...).raised()` for any `Fail`).
 """
 
 from __future__ import annotations
@@ -78,16 +80,34 @@ def top_logprobs(first: dict[str, float]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Fail:
-    """An error answer: HTTP `status` with OpenAI's error body; the SDK raises its error for that status."""
+    """An error answer: HTTP `status` with OpenAI's error body; the SDK raises its error for that status.
+
+    `raw`, when given, is the whole JSON body sent instead (`message` and the rest unused): another
+    server's error as that server words it, e.g. llama.cpp's `exceed_context_size_error` or vLLM's.
+    """
 
     status: int
-    message: str
+    message: str = ""
     code: str | None = None
     type: str = "invalid_request_error"
     param: str | None = None
+    raw: Any = None
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> Any:
+        if self.raw is not None:
+            return self.raw
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def raised(self) -> openai.APIStatusError:
+        """The error the SDK raises when a chat request is answered this way, made by the SDK itself."""
+        if self.status < 400:
+            raise ValueError(f"HTTP {self.status} is not an error status")
+        server = FakeServer([self])
+        try:
+            server.client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+        except openai.APIStatusError as error:
+            return error
+        raise AssertionError(f"the SDK raised nothing for HTTP {self.status}")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -156,11 +176,4 @@ def sdk_error(
     Made by the SDK itself (a real request answered by a `FakeServer`), so it carries the `httpx.Request`,
     `httpx.Response`, class, message and body the SDK gives it.
     """
-    if status < 400:
-        raise ValueError(f"HTTP {status} is not an error status")
-    server = FakeServer([Fail(status, message, code, type=type, param=param)])
-    try:
-        server.client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
-    except openai.APIStatusError as error:
-        return error
-    raise AssertionError(f"the SDK raised nothing for HTTP {status}")  # pragma: no cover
+    return Fail(status, message, code, type=type, param=param).raised()

@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from fakes import FakeServer, chat_completion
 
 from helpers import memory
 from helpers.memory import (
@@ -676,42 +677,31 @@ def test_deeply_nested_or_huge_replies_are_named_errors(raw):
         parse_facts(b"[]")
 
 
-class FakeClient:
-    """Answers every call with `content`, and keeps the keyword arguments it was called with."""
-
-    def __init__(self, content):
-        self.calls = []
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.create))
-        self.content = content
-
-    def create(self, **kwargs):
-        self.calls.append(kwargs)
-        return SimpleNamespace(
-            choices=[SimpleNamespace(message=SimpleNamespace(content=self.content))],
-            usage=SimpleNamespace(prompt_tokens=50, completion_tokens=20),
-        )
+def replying(content: str) -> FakeServer:
+    """A server that answers every call with `content`, billing 50 prompt and 20 completion tokens."""
+    return FakeServer(lambda body: chat_completion(content, prompt_tokens=50, completion_tokens=20))
 
 
 def test_extract_facts_validates_the_reply_and_stores_nothing(store):
-    good = FakeClient(
+    good = replying(
         '[{"fact": "Maya is allergic to shellfish.", "turn": 1}, {"fact": "Maya is vegetarian.", "turn": 2}]'
     )
-    extraction = extract_facts(CONVERSATION, good, model="m", response_format={"type": "json_object"})
+    extraction = extract_facts(CONVERSATION, good.client, model="m", response_format={"type": "json_object"})
     assert extraction.facts == [ProposedFact("Maya is allergic to shellfish.", turn=2)]
     assert [r.text for r in extraction.rejected] == ["Maya is vegetarian."]
     assert (extraction.prompt_tokens, extraction.completion_tokens) == (50, 20)
-    assert good.calls[0]["response_format"] == {"type": "json_object"}
-    assert good.calls[0]["messages"] == extraction_request(CONVERSATION)
-    assert good.calls[0]["temperature"] == 0
-    empty = FakeClient("[]")
-    assert extract_facts(CONVERSATION, empty, model="m").facts == []
-    assert "response_format" not in empty.calls[0]
+    assert len(good.requests) == 1 and good.requests[0]["response_format"] == {"type": "json_object"}
+    assert good.requests[0]["messages"] == extraction_request(CONVERSATION)
+    assert good.requests[0]["temperature"] == 0 and good.requests[0]["model"] == "m"
+    empty = replying("[]")
+    assert extract_facts(CONVERSATION, empty.client, model="m").facts == []
+    assert "response_format" not in empty.requests[0]
     with pytest.raises(ExtractionError) as caught:
-        extract_facts(CONVERSATION, FakeClient("Maya likes shellfish, I think."), model="m")
+        extract_facts(CONVERSATION, replying("Maya likes shellfish, I think.").client, model="m")
     assert caught.value.raw == "Maya likes shellfish, I think."
     cut_off = '[{"fact": "Maya is allergic to shellfish.", "turn": 2}, {"fact": "Maya'
     with pytest.raises(ExtractionError):
-        extract_facts(CONVERSATION, FakeClient(cut_off), model="m")
+        extract_facts(CONVERSATION, replying(cut_off).client, model="m")
     assert store.count() == 0
     stored = store.add_facts("maya", extraction.facts, session_id="s1")
     assert stored[0].turn == 2

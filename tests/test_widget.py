@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import openai
 import pytest
-from openai.types.chat import ChatCompletion
+from fakes import Disconnect, Fail, FakeServer, Reply, chat_completion
 
 from helpers import count_tokens
 from helpers.checks import ChallengeNotPassed
@@ -37,49 +37,53 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 SYSTEM = "You are a concise travel assistant."
 
 
-class FakeCompletions:
-    """Answers chat turns and summarizer calls like the SDK, or raises; records every request."""
+SUMMARY_REQUEST = "You keep a short running summary"  # how the summarizer's system message starts
 
-    def __init__(self, fail_chat: Exception | None = None, fail_summary: Exception | None = None, summary_text=None):
-        self.fail_chat, self.fail_summary = fail_chat, fail_summary
-        self.summary_text = summary_text
-        self.sent: list[dict] = []
 
-    def create(self, **request):
-        self.sent.append(copy.deepcopy(request))
-        is_summary = request["messages"][0]["content"].startswith("You keep a short running summary")
-        if is_summary:
-            if self.fail_summary:
-                raise self.fail_summary
-            text = self.summary_text if self.summary_text is not None else f"Summary number {self.summaries}."
+def is_summary_request(body: dict) -> bool:
+    return body["messages"][0]["content"].startswith(SUMMARY_REQUEST)
+
+
+def summaries(server: FakeServer) -> int:
+    """How many summarizer requests the server has received."""
+    return sum(is_summary_request(body) for body in server.requests)
+
+
+def fake_server(
+    fail_chat: Reply | None = None,
+    fail_summary: Reply | None = None,
+    summary_text: str | None = None,
+    on_request: Callable[[], None] | None = None,
+) -> FakeServer:
+    """A server at another address (no log-probabilities: recall shares are measured as unavailable).
+
+    A chat turn is answered "Reply <n>." (n: the request's number, summarizer requests included), the k-th
+    summarizer request "Summary number <k>." (or `summary_text`); each bills `count_tokens(messages)`, what
+    the session plans. `fail_chat` / `fail_summary` (a `Fail` or `Disconnect`) answer those requests instead.
+    `on_request()` is called as each request arrives, while the SDK call is waiting.
+    """
+
+    def answer(body: dict) -> Reply:
+        if on_request is not None:
+            on_request()
+        if is_summary_request(body):
+            if fail_summary is not None:
+                return fail_summary
+            text = summary_text if summary_text is not None else f"Summary number {summaries(server)}."
         else:
-            if self.fail_chat:
-                raise self.fail_chat
-            text = f"Reply {len(self.sent)}."
-        return ChatCompletion.model_validate(
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": 0,
-                "model": request["model"],
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-                "usage": {
-                    "prompt_tokens": int(count_tokens(request["messages"])),
-                    "completion_tokens": 4,
-                    "total_tokens": int(count_tokens(request["messages"])) + 4,
-                    "prompt_tokens_details": {"cached_tokens": 0},
-                },
-            }
-        )
+            if fail_chat is not None:
+                return fail_chat
+            text = f"Reply {len(server.requests)}."
+        billed = int(count_tokens(body["messages"]))
+        return chat_completion(text, prompt_tokens=billed, completion_tokens=4, cached_tokens=0, model=body["model"])
 
-    @property
-    def summaries(self) -> int:
-        return sum(r["messages"][0]["content"].startswith("You keep") for r in self.sent)
+    server = FakeServer(answer)
+    return server
 
 
 def fake_client(**kwargs):
-    # A server at another address: no log-probabilities, so recall shares are measured as unavailable.
-    return SimpleNamespace(chat=SimpleNamespace(completions=FakeCompletions(**kwargs)), base_url="http://fake.test/v1/")
+    """The SDK client of a `fake_server(**kwargs)`, for tests that do not look at the requests."""
+    return fake_server(**kwargs).client
 
 
 def rewriting_session(**settings) -> ChatSession:
@@ -157,15 +161,15 @@ def test_plan_without_text_previews_the_history_alone():
 
 
 def test_plan_shows_a_pending_fold_without_calling_the_model():
-    client = fake_client()
-    session = session_with(4, client, threshold=8, keep_turns=2)  # 8 messages: the next user turn is the 9th
-    calls = len(client.chat.completions.sent)
+    server = fake_server()
+    session = session_with(4, server.client, threshold=8, keep_turns=2)  # 8 messages: the next user turn is the 9th
+    calls = len(server.requests)
     before = state(session)
     plan = session.plan("Question number 5?")
     assert plan.fold_pending and not plan.exact
     assert plan.fold_messages == 6, "9 messages, the last 2 turns (3 messages) kept"
     assert plan.parts == ["system", "summary", "verbatim", "verbatim", "new"]
-    assert len(client.chat.completions.sent) == calls and state(session) == before
+    assert len(server.requests) == calls and state(session) == before
 
 
 def test_window_plan_keeps_the_last_turns():
@@ -204,15 +208,15 @@ def test_plan_reports_a_budget_nothing_fits_instead_of_raising():
 
 
 def test_send_appends_both_messages_and_records_the_turn():
-    client = fake_client()
+    server = fake_server()
     session = ChatSession(SYSTEM, model="fake")
     planned = session.plan("I'm Maya.")
-    record = session.send("I'm Maya.", client)
+    record = session.send("I'm Maya.", server.client)
     assert session.history == [{"role": "user", "content": "I'm Maya."}, {"role": "assistant", "content": "Reply 1."}]
     assert record.number == 1 and record.reply == "Reply 1."
-    assert record.sent == planned.messages == client.chat.completions.sent[0]["messages"]
+    assert record.sent == planned.messages == server.requests[0]["messages"]
     assert record.prompt_tokens == record.planned_tokens == record.raw_tokens == planned.prompt_tokens
-    assert client.chat.completions.sent[0]["max_tokens"] == session.settings.max_tokens
+    assert server.requests[0]["max_tokens"] == session.settings.max_tokens
     assert record.as_row()["prompt_tokens"] == record.prompt_tokens and "sent" not in record.as_row()
 
 
@@ -250,45 +254,45 @@ def test_empty_message_is_refused():
 def test_failed_model_call_leaves_the_session_unchanged():
     session = session_with(2)
     before = state(session)
-    error = openai.APIConnectionError(request=None)
     with pytest.raises(openai.APIConnectionError):
-        session.send("Question 3?", fake_client(fail_chat=error))
+        session.send("Question 3?", fake_client(fail_chat=Disconnect()))
     assert state(session) == before
 
 
 def test_failed_model_call_after_a_fold_discards_the_fold():
     session = session_with(4, threshold=8, keep_turns=2)
     before = state(session)
-    client = fake_client(fail_chat=openai.APIConnectionError(request=None))
+    server = fake_server(fail_chat=Disconnect())
     with pytest.raises(openai.APIConnectionError):
-        session.send("Question number 5?", client)
-    assert client.chat.completions.summaries == 1, "the fold ran, then the chat call failed"
+        session.send("Question number 5?", server.client)
+    assert summaries(server) == 1 and len(server.requests) == 2, "the fold ran, then the chat call failed"
     assert state(session) == before
 
 
 @pytest.mark.parametrize(
-    "client, error",
+    "server, error",
     [
-        (fake_client(fail_summary=openai.APIConnectionError(request=None)), openai.APIConnectionError),
-        (fake_client(summary_text="  "), SummaryError),
+        ({"fail_summary": Disconnect()}, openai.APIConnectionError),
+        ({"fail_summary": Fail(500, "the summarizer crashed", type="server_error")}, openai.InternalServerError),
+        ({"summary_text": "  "}, SummaryError),
     ],
 )
-def test_failed_summarizer_leaves_the_session_unchanged(client, error):
+def test_failed_summarizer_leaves_the_session_unchanged(server, error):
     session = session_with(4, threshold=8, keep_turns=2)
     before = state(session)
     with pytest.raises(error):
-        session.send("Question number 5?", client)
+        session.send("Question number 5?", fake_client(**server))
     assert state(session) == before
 
 
 def test_budget_too_small_raises_before_any_call():
-    client = fake_client()
-    session = session_with(1, strategy="window")
+    server = fake_server()
+    session = session_with(1, server.client, strategy="window")
     session.configure(budget=10)
-    before, calls = state(session), len(client.chat.completions.sent)
+    before, calls = state(session), len(server.requests)
     with pytest.raises(HistoryTooLongError):
-        session.send("Another question?", client)
-    assert state(session) == before and len(client.chat.completions.sent) == calls
+        session.send("Another question?", server.client)
+    assert state(session) == before and len(server.requests) == calls
 
 
 def test_switching_strategy_keeps_the_summary_for_later():
@@ -380,50 +384,40 @@ def test_clicking_send_updates_every_panel():
     assert not widget.summary_highlighted, "the highlight marks only the turn that changed it"
 
 
-class WatchingCompletions(FakeCompletions):
-    """Records what the widget shows at the moment each model call is made (the call blocks the kernel)."""
+def test_progress_indicator_shows_while_the_model_answers():
+    seen: list[dict] = []
+    widget = None
 
-    def __init__(self):
-        super().__init__()
-        self.widget = None
-        self.seen: list[dict] = []
-
-    def create(self, **request):
-        w = self.widget
-        self.seen.append(
+    def watch():  # what the widget shows while each model call waits (the call blocks the kernel)
+        seen.append(
             {
-                "busy": w.busy,
-                "indicator": w.busy_html.value,
-                "send_disabled": w.send_button.disabled,
-                "text_disabled": w.text.disabled,
-                "controls_disabled": all(c.disabled for c in w.controls),
-                "replay_disabled": w.replay_button.disabled,
-                "second_click": w.send("clicked again while waiting"),
+                "busy": widget.busy,
+                "indicator": widget.busy_html.value,
+                "send_disabled": widget.send_button.disabled,
+                "text_disabled": widget.text.disabled,
+                "controls_disabled": all(c.disabled for c in widget.controls),
+                "replay_disabled": widget.replay_button.disabled,
+                "second_click": widget.send("clicked again while waiting"),
             }
         )
-        return super().create(**request)
 
-
-def test_progress_indicator_shows_while_the_model_answers():
-    completions = WatchingCompletions()
-    client = SimpleNamespace(chat=SimpleNamespace(completions=completions), base_url="http://fake.test/v1/")
-    widget = ChatWidget(rewriting_session(), client, script=["a?"])
-    completions.widget = widget
+    server = fake_server(on_request=watch)
+    widget = ChatWidget(rewriting_session(), server.client, script=["a?"])
     assert widget.busy_html.value == "" and not widget.busy
     for number in range(1, 4):
         widget.text.value = f"Question {number}?"
         widget.send_button.click()
     assert len(widget.session.turns) == 3, "a click while waiting sends nothing"
     # Turns 1, 2: one reply call each; turn 3 folds first: summarizer call, then reply call.
-    assert len(completions.seen) == 4
-    for seen in completions.seen:
-        assert seen["busy"] and "fa-spinner" in seen["indicator"]
-        assert seen["send_disabled"] and seen["text_disabled"] and seen["controls_disabled"] and seen["replay_disabled"]
-        assert seen["second_click"] is None
-    assert "Waiting for the model" in completions.seen[0]["indicator"]
-    assert "prompt tokens sent" in completions.seen[0]["indicator"]
-    assert "Folding 4 older messages into the summary (rewrite)" in completions.seen[2]["indicator"]
-    assert "Waiting for the model" in completions.seen[3]["indicator"]
+    assert len(seen) == 4 and [is_summary_request(body) for body in server.requests] == [False, False, True, False]
+    for shown in seen:
+        assert shown["busy"] and "fa-spinner" in shown["indicator"]
+        assert shown["send_disabled"] and shown["text_disabled"] and shown["controls_disabled"]
+        assert shown["replay_disabled"] and shown["second_click"] is None
+    assert "Waiting for the model" in seen[0]["indicator"]
+    assert "prompt tokens sent" in seen[0]["indicator"]
+    assert "Folding 4 older messages into the summary (rewrite)" in seen[2]["indicator"]
+    assert "Waiting for the model" in seen[3]["indicator"]
     # Afterwards everything is usable again and the indicator is gone.
     assert not widget.busy and widget.busy_html.value == ""
     assert not widget.send_button.disabled and not widget.text.disabled and not widget.replay_button.disabled
@@ -452,7 +446,7 @@ def test_a_fold_that_returns_the_same_summary_is_still_shown_as_a_fold():
 
 
 def test_a_failed_click_shows_the_error_and_changes_nothing():
-    widget = ChatWidget(session_with(2), fake_client(fail_chat=openai.APIConnectionError(request=None)))
+    widget = ChatWidget(session_with(2), fake_client(fail_chat=Disconnect()))
     before = state(widget.session)
     widget.text.value = "Will this fail?"
     widget.send_button.click()
@@ -516,13 +510,13 @@ def test_check_net_saving_accepts_the_answer_and_hints_otherwise():
 
 
 def test_the_default_summary_copies_the_users_statements_without_a_model_call():
-    client = fake_client()
+    server = fake_server()
     session = ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake")
     assert isinstance(session.settings.summarizer, UserStatements)
     for text in ("My name is Maya and I love trains.", "Which city first?", "I land on 14 April in Tokyo.", "Ok?"):
-        record = session.send(text, client)
+        record = session.send(text, server.client)
     assert "- My name is Maya and I love trains." in session.summary
-    assert client.chat.completions.summaries == 0 and record.summarizer_tokens == 0
+    assert summaries(server) == 0 and len(server.requests) == 4 and record.summarizer_tokens == 0
 
 
 # --- what filled each prompt -----------------------------------------------------------------------
@@ -577,10 +571,11 @@ def test_recall_payloads_are_the_next_payload_and_the_same_turns_without_the_sum
 
 
 def test_recall_asks_every_fact_through_both_payloads_and_changes_nothing():
-    client = fake_client()
+    server = fake_server()
+    client = server.client
     session = ChatSession(SYSTEM, MemorySettings(threshold=4, keep_turns=1), model="fake")
     session.replay(FACT_TURNS, client)
-    before, calls = state(session), len(client.chat.completions.sent)
+    before, calls = state(session), len(server.requests)
     check = session.recall(client, FACTS)
     assert state(session) == before
     assert (check.after_turn, check.verbatim_turns) == (4, 2)
@@ -594,7 +589,7 @@ def test_recall_asks_every_fact_through_both_payloads_and_changes_nothing():
     assert not any(check.row("window of the same 2 turns", fact)["in what was sent"] for fact in FACTS)
     # The fake server returns no log-probabilities: no shares, said so, and the replies are still asked for.
     assert not check.shares_available and all(row["share"] is None for row in check.rows)
-    asked = client.chat.completions.sent[calls:]
+    asked = server.requests[calls:]
     probes = [r["messages"][-1]["content"] for r in asked if not r.get("logprobs")]
     assert len(probes) == 4 and all(p.startswith("Think back to what I told you earlier") for p in probes)
     assert recall_png(check).startswith(b"\x89PNG")
@@ -644,7 +639,7 @@ def test_a_failed_recall_keeps_the_last_panel_and_shows_the_error():
     for text in FACT_TURNS:
         widget.send(text)
     first = widget.ask_facts()
-    widget.client = fake_client(fail_chat=openai.APIConnectionError(request=None))
+    widget.client = fake_client(fail_chat=Disconnect())
     assert widget.ask_facts() is None and widget.recall is first
     assert "recall not measured" in widget.status.value and "APIConnectionError" in widget.last_error
     assert not widget.busy and not widget.recall_button.disabled
