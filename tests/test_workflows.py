@@ -237,9 +237,10 @@ def test_make_setup_with_an_empty_lock_installs_without_constraints():
         make = shutil.which("make")
         if not make:
             pytest.skip("make is not installed")
-        return subprocess.run(
-            [make, "-n", "-B", "setup", *args], capture_output=True, text=True, cwd=ROOT, timeout=60, check=True
-        ).stdout
+        # Not the variables of a `make test LOCK=` this suite may run under: make passes them on in MAKEFLAGS.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "LOCK")}
+        command = [make, "-n", "-B", "setup", *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60, check=True, env=env).stdout
 
     assert "-c requirements/lock.txt" in dry_run()
     unlocked = dry_run("LOCK=")
