@@ -6,9 +6,9 @@
 
 For each conversation (data/long_conversation.json and data/second_conversation.json by default):
 
-1. Decoding: the conversation played with the whole history, once greedy without DRY (the
-   project's old default) and once with the embedded defaults (temperature 0.2, top_p 0.9,
-   seed 0, DRY); the share of replies that repeat a 6-word run from themselves or an earlier
+1. Decoding: the conversation played with the whole history, once greedy without DRY or a
+   repeat penalty (the project's old default) and once with the embedded defaults (temperature 0.2, top_p 0.9,
+   seed 0, DRY, repeat penalty); the share of replies that repeat a 6-word run from themselves or an earlier
    reply.
 2. Strategies on that recording (notebook 03's replay: the same turns and replies for all):
    raw, window (last 3 turns), budget (400 tokens) and the summary buffer with each summarizer
@@ -102,9 +102,10 @@ def bench_conversation(client, path: Path, args: argparse.Namespace) -> None:
     print(f"\n=== {path.name}: {len(conversation.turns)} turns, facts {', '.join(facts)} ===", flush=True)
     if not args.skip_decoding:
         start = time.perf_counter()
-        before = _replies(client, conversation, args.max_tokens, temperature=0, extra_body={"dry_multiplier": 0})
+        plain = {"dry_multiplier": 0, "repeat_penalty": 1.0}  # no penalty at all: the old default
+        before = _replies(client, conversation, args.max_tokens, temperature=0, extra_body=plain)
         print(
-            f"decoding  greedy, no DRY (before): {looping_share(before):.0%} of replies repeat a 6-word run "
+            f"decoding  greedy, no penalties (before): {looping_share(before):.0%} of replies repeat a 6-word run "
             f"({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
