@@ -73,14 +73,18 @@ def _range(specifier) -> str:
     return ",".join(str(spec) for spec in specs) or "any version"
 
 
+def requirement_lines(text: str) -> list[str]:
+    """The requirement lines of a requirements file: comments, `# via` lines and options (`-c`, `-e`) dropped."""
+    lines = (line.split(" #", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "-"))]
+
+
 def _model_requirements(path: Path = MODEL_REQUIREMENTS) -> list[str]:
     """requirements/model.txt's requirement lines (none when the project is not a source checkout)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return requirement_lines(path.read_text(encoding="utf-8"))
     except OSError:
         return []
-    lines = (line.split(" #", 1)[0].strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith(("#", "-"))]
 
 
 def requirements(distribution: str = PROJECT) -> dict[str, str]:

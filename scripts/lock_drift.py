@@ -15,7 +15,8 @@ drift workflow (.github/workflows/drift.yml) installs the newest releases pyproj
 packages listed are the suspects; after a pass, `make lock` moves the lock up to them.
 
 Run it with the environment's own Python (`.venv/bin/python scripts/lock_drift.py`): it reads the
-distributions that Python sees (importlib.metadata), and needs `packaging` (the dev extra has it).
+distributions that Python sees (importlib.metadata), and needs `packaging` (the dev extra has it) and the
+installed project (`helpers.envcheck` reads requirement files the same way).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from helpers.envcheck import PROJECT, requirement_lines
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCKS = (ROOT / "requirements" / "lock.txt", ROOT / "requirements" / "model.txt")
-PROJECT = "conversation-memory-helpers"
 # Installed in every environment but locked by none: the installer's own packages, and this project.
 NOT_LOCKED = frozenset({"pip", "setuptools", "wheel", PROJECT})
 
@@ -43,10 +45,7 @@ def locked(text: str, environment: Mapping[str, str] | None = None) -> dict[str,
 
     Comments, `# via` lines, options (`-c`, `-e`, ...) and lines that pin nothing exactly are skipped."""
     pins: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.split(" #", 1)[0].strip()
-        if not line or line.startswith(("#", "-")):
-            continue
+    for line in requirement_lines(text):
         try:
             requirement = Requirement(line)
         except InvalidRequirement:
