@@ -5,9 +5,9 @@ import re
 
 import openai
 import pytest
-from fakes import Fail, FakeServer, chat_completion
 
 from helpers import count_tokens
+from helpers.fake_server import Fail, FakeServer, chat_completion
 from helpers.history import (
     BufferSettings,
     FoldNotes,

@@ -8,9 +8,9 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from fakes import FakeServer, chat_completion
 
 from helpers import memory
+from helpers.fake_server import FakeServer, chat_completion
 from helpers.memory import (
     MAX_FACT_CHARS,
     SCHEMA_VERSION,

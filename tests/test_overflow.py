@@ -5,10 +5,10 @@ import hashlib
 
 import openai
 import pytest
-from fakes import Fail, FakeServer, chat_completion
 
 from helpers import count_tokens
 from helpers.backend._http import httpx as sdk_httpx
+from helpers.fake_server import Fail, FakeServer, chat_completion
 from helpers.history import HistoryTooLongError, SummaryBuffer, summary_message
 from helpers.memory import memory_message
 from helpers.overflow import (

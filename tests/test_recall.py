@@ -3,9 +3,9 @@
 import math
 
 import pytest
-from fakes import Fail, FakeServer, chat_completion, top_logprobs
 
 from helpers.backend.llamacpp import is_llamacpp
+from helpers.fake_server import Fail, FakeServer, chat_completion, top_logprobs
 from helpers.recall import AnswerShares, RecallUnavailableError, answer_shares, softmax
 
 SYSTEM = {"role": "system", "content": "You are a concise travel assistant."}

@@ -4,10 +4,10 @@ import copy
 import json
 
 import pytest
-from fakes import FakeServer, chat_completion
 from openai.types.chat import ChatCompletion
 
 from helpers import count_tokens
+from helpers.fake_server import FakeServer, chat_completion
 from helpers.history import BufferSettings, RewriteSummary, count_turns
 from helpers.strategies import (
     RECALL_PROBE,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import openai
 import pytest
-from fakes import Disconnect, Fail, FakeServer, Reply, chat_completion
 
 from helpers import count_tokens
 from helpers.checks import ChallengeNotPassed
 from helpers.checks.nb04 import check_net_saving, net_saving
+from helpers.fake_server import Disconnect, Fail, FakeServer, Reply, chat_completion
 from helpers.history import (
     SUMMARY_HEADER,
     HistoryTooLongError,

@@ -22,15 +22,14 @@ returns figures) or raises `ChallengeNotPassed` with a hint.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import openai
 
-from ..backend._http import httpx
 from ..backend.client import count_tokens
+from ..fake_server import Disconnect, FakeServer, Reply, chat_completion
 from ..strategies import LONG_CONVERSATION, RECALL_PROBE, load_conversation
 from ..types import Message
 from . import require as _require
@@ -216,12 +215,12 @@ def check_bounded_payload(payload: PayloadFunction, *, turns: int = 40, min_kept
 class StubSummarizer:
     """A client whose only job is summarizing, with perfect recall of the planted facts.
 
-    It stands for a real `openai.OpenAI` client on an in-memory transport (every other attribute is that
-    client's): the fold step calls it as it calls any provider; the SDK parses the replies and raises its
-    own errors. Whatever a request carries (instructions, a previous summary, transcript), the reply is one
-    sentence per planted fact found anywhere in the request text, plus one generic sentence. It never
-    copies the turns' wording, so a fact in its reply can only have come from what the fold step sent it.
-    Records every chat request (`requests`) and reply (`replies`). With `fail=True` every connection fails
+    It stands for a real `openai.OpenAI` client on a `FakeServer` (every other attribute is that client's):
+    the fold step calls it as it calls any provider; the SDK parses the replies and raises its own errors.
+    Whatever a request carries (instructions, a previous summary, transcript), the reply is one sentence per
+    planted fact found anywhere in the request text, plus one generic sentence. It never copies the turns'
+    wording, so a fact in its reply can only have come from what the fold step sent it. Records every chat
+    request (`requests`) and reply (`replies`). With `fail=True` every connection fails
     (`openai.APIConnectionError`, as a network error would); any other path (e.g. llama.cpp's `/props`)
     is answered 404, so token counts through it are estimates, as with a hosted provider.
     """
@@ -229,47 +228,32 @@ class StubSummarizer:
     def __init__(self, facts: dict[str, dict[str, Any]], *, fail: bool = False) -> None:
         self.facts = facts
         self.fail = fail
-        self.requests: list[dict[str, Any]] = []
         self.replies: list[str] = []
-        transport = httpx.MockTransport(self._answer)
-        self.client = openai.OpenAI(
-            api_key="stub",
-            base_url="http://stub-summarizer.invalid/v1",
-            max_retries=0,
-            http_client=httpx.Client(transport=transport),
-        )
+        self.server = FakeServer(self._answer, base_url="http://stub-summarizer.invalid/v1")
+        self.client = self.server.client
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.server.requests
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("server", "client"):  # not set yet: no delegation to itself
+            raise AttributeError(name)
         return getattr(self.client, name)
 
     def fact_sentence(self, name: str) -> str:
         return f"The user's {name} is {self.facts[name]['value']}."
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
-        if not request.url.path.endswith("/chat/completions"):
-            error = {"message": f"Not found: {request.url.path}", "type": "not_found_error"}
-            return httpx.Response(404, json={"error": error}, request=request)
-        body = json.loads(request.content)
-        self.requests.append(copy.deepcopy(body))
+    def _answer(self, body: dict[str, Any]) -> Reply:
         if self.fail:
-            raise httpx.ConnectError("stub summarizer: the connection failed", request=request)
+            return Disconnect("stub summarizer: the connection failed")
         text = " ".join(str(m.get("content") or "") for m in body.get("messages", [])).lower()
         sentences = [
             self.fact_sentence(name) for name, fact in self.facts.items() if any(k in text for k in fact["match"])
         ]
         reply = " ".join(sentences + ["The user is planning a trip to Japan."])
         self.replies.append(reply)
-        completion = {
-            "id": "chatcmpl-stub",
-            "object": "chat.completion",
-            "created": 0,
-            "model": str(body.get("model", "stub")),
-            "choices": [
-                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}
-            ],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-        }
-        return httpx.Response(200, json=completion, request=request)
+        return chat_completion(reply, prompt_tokens=100, completion_tokens=20, model=str(body.get("model", "stub")))
 
 
 def _user_turn_starts(messages: Sequence[Message]) -> list[int]:

@@ -1,4 +1,5 @@
-"""One fake OpenAI-compatible server for the tests, behind the real SDK (no network, no model).
+"""One fake OpenAI-compatible server behind the real SDK (no network, no model): for the tests, and for
+the graders' stub summarizer (`helpers.checks.nb03.StubSummarizer`).
 
 `FakeServer(answer)` is an `httpx.MockTransport` under a real `openai.OpenAI` client (`server.client`),
 so the code under test calls the SDK exactly as it would call a provider, and the SDK itself parses the
@@ -27,7 +28,7 @@ from typing import Any, Union
 
 import openai
 
-from helpers.backend._http import httpx
+from .backend._http import httpx
 
 BASE_URL = "http://fake.test/v1"
 CHAT_PATH = "/v1/chat/completions"
